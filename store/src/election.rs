@@ -1,0 +1,302 @@
+//! Leader election on top of the raw [`Store`] trait, so both backends share
+//! one implementation (the algorithm of etcd's `concurrency.Election`).
+//!
+//! Each candidate grants a lease and creates `elections/<name>/<lease>` on
+//! it. The candidate whose key has the lowest create revision leads; the
+//! others each wait for the deletion of the key just before theirs (no
+//! thundering herd). The leader's create revision is its fencing token: a
+//! write guarded by the [`Fence`] succeeds only while that very key exists.
+//!
+//! Leadership is lost — and [`Leadership::lost`] fires — when the key is
+//! deleted (lease expired or revoked, an operator deleted it), when a
+//! keep-alive is refused, or when no keep-alive succeeded for a whole TTL
+//! (the store unreachable): past that point the store may already have
+//! expired the lease and elected someone else, so we must stop at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::kv::{EventKind, Fence, LeaseId, Store, WatchItem};
+use crate::{Error, Result, keys};
+
+/// One named election.
+#[derive(Clone)]
+pub struct Election {
+    store: Arc<dyn Store>,
+    name: String,
+    ttl: Duration,
+}
+
+/// The current leader of an election, as observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leader {
+    /// Its election key.
+    pub key: String,
+    /// What it announced (usually its instance id).
+    pub value: String,
+    /// Its fencing token.
+    pub token: i64,
+}
+
+/// Held leadership. Dropping it resigns (in the background).
+pub struct Leadership {
+    store: Arc<dyn Store>,
+    fence: Fence,
+    lease: LeaseId,
+    lost_rx: watch::Receiver<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    resigned: bool,
+}
+
+impl Election {
+    /// An election called `name` whose leases live `ttl`.
+    pub fn new(store: Arc<dyn Store>, name: &str, ttl: Duration) -> Self {
+        Election {
+            store,
+            name: name.to_string(),
+            ttl,
+        }
+    }
+
+    fn prefix(&self) -> String {
+        keys::election(&self.name)
+    }
+
+    /// The current leader, if any.
+    pub async fn leader(&self) -> Result<Option<Leader>> {
+        let (kvs, _) = self.store.list(&self.prefix()).await?;
+        Ok(kvs
+            .into_iter()
+            .min_by_key(|kv| kv.create_revision)
+            .map(|kv| Leader {
+                key: kv.key,
+                value: String::from_utf8_lossy(&kv.value).into_owned(),
+                token: kv.create_revision,
+            }))
+    }
+
+    /// Stand as a candidate announcing `value`, and wait until elected.
+    /// If this future is dropped before it returns, the candidacy's lease is
+    /// revoked in the background.
+    pub async fn campaign(&self, value: &str) -> Result<Leadership> {
+        let lease = self.store.lease_grant(self.ttl).await?;
+        let granted_at = Instant::now();
+        // Revoke the lease if we are cancelled or fail before leading.
+        let mut guard = RevokeOnDrop {
+            store: Some(self.store.clone()),
+            lease,
+        };
+        let (lost_tx, lost_rx) = watch::channel(false);
+        let keeper = tokio::spawn(keep_alive(
+            self.store.clone(),
+            lease,
+            self.ttl,
+            granted_at + self.ttl,
+            lost_tx.clone(),
+        ));
+        let mut keeper = AbortOnDrop(Some(keeper));
+        let key = format!("{}{lease:016x}", self.prefix());
+        let token = self
+            .store
+            .create(&key, value.as_bytes().to_vec(), Some(lease), None)
+            .await?;
+        loop {
+            if *lost_rx.borrow() {
+                return Err(Error::LeaseNotFound(lease));
+            }
+            let (kvs, revision) = self.store.list(&self.prefix()).await?;
+            if !kvs.iter().any(|kv| kv.key == key) {
+                return Err(Error::LeaseNotFound(lease));
+            }
+            let ahead = kvs
+                .iter()
+                .filter(|kv| kv.create_revision < token)
+                .max_by_key(|kv| kv.create_revision);
+            let Some(ahead) = ahead else { break };
+            let ahead_key = ahead.key.clone();
+            tracing::debug!(election = %self.name, waiting_on = %ahead_key, "candidate waiting");
+            let mut events = self.store.watch(&ahead_key, revision + 1).await?;
+            let mut lost = lost_rx.clone();
+            loop {
+                tokio::select! {
+                    item = events.next() => match item {
+                        Some(Ok(WatchItem::Event(ev))) if ev.kind == EventKind::Delete && ev.kv.key == ahead_key => break,
+                        Some(Ok(WatchItem::Event(_))) => continue,
+                        // Compacted, error or end: look again.
+                        _ => break,
+                    },
+                    _ = lost.wait_for(|l| *l) => return Err(Error::LeaseNotFound(lease)),
+                }
+            }
+        }
+        // Leading: watch our own key so its deletion is noticed at once.
+        let store = self.store.clone();
+        let own_key = key.clone();
+        let watcher = tokio::spawn(async move {
+            loop {
+                let Ok(mut events) = store.watch(&own_key, token).await else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                while let Some(item) = events.next().await {
+                    match item {
+                        Ok(WatchItem::Event(ev)) if ev.kind == EventKind::Delete => {
+                            let _ = lost_tx.send(true);
+                            return;
+                        }
+                        Ok(WatchItem::Event(_)) => {}
+                        Ok(WatchItem::Compacted { .. }) | Err(_) => break,
+                    }
+                }
+                // The watch broke: check the key is still ours, then re-watch.
+                match store.get(&own_key).await {
+                    Ok(Some(kv)) if kv.create_revision == token => {}
+                    Ok(_) => {
+                        let _ = lost_tx.send(true);
+                        return;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        tracing::info!(election = %self.name, token, "became leader");
+        guard.store = None;
+        let keeper = keeper.0.take().into_iter();
+        Ok(Leadership {
+            store: self.store.clone(),
+            fence: Fence { key, token },
+            lease,
+            lost_rx,
+            tasks: keeper.chain(std::iter::once(watcher)).collect(),
+            resigned: false,
+        })
+    }
+}
+
+/// Renew `lease` every third of its TTL. Signals `lost` when a renewal is
+/// refused, or when `deadline` (the latest instant the lease is surely still
+/// alive) passes without a successful renewal.
+async fn keep_alive(
+    store: Arc<dyn Store>,
+    lease: LeaseId,
+    ttl: Duration,
+    mut deadline: Instant,
+    lost: watch::Sender<bool>,
+) {
+    let period = ttl / 3;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = lost.closed() => return,
+        }
+        loop {
+            let sent = Instant::now();
+            match tokio::time::timeout_at(deadline, store.lease_keep_alive(lease)).await {
+                Ok(Ok(granted)) => {
+                    deadline = sent + granted;
+                    break;
+                }
+                Ok(Err(Error::LeaseNotFound(_))) | Err(_) => {
+                    tracing::warn!(lease = format!("{lease:x}"), "lease lost");
+                    let _ = lost.send(true);
+                    return;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "lease keep-alive failed; retrying");
+                    if Instant::now() >= deadline {
+                        let _ = lost.send(true);
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100).min(period)).await;
+                }
+            }
+        }
+    }
+}
+
+impl Leadership {
+    /// The fencing token to guard writes with.
+    pub fn fence(&self) -> &Fence {
+        &self.fence
+    }
+
+    /// The lease leadership is held under.
+    pub fn lease(&self) -> LeaseId {
+        self.lease
+    }
+
+    /// Whether leadership is already lost.
+    pub fn is_lost(&self) -> bool {
+        *self.lost_rx.borrow()
+    }
+
+    /// Resolves the moment leadership is lost.
+    pub async fn lost(&self) {
+        let mut rx = self.lost_rx.clone();
+        let _ = rx.wait_for(|lost| *lost).await;
+    }
+
+    /// A receiver that turns `true` when leadership is lost, for tasks that
+    /// must stop with it.
+    pub fn lost_signal(&self) -> watch::Receiver<bool> {
+        self.lost_rx.clone()
+    }
+
+    /// Give up leadership: delete the key and revoke the lease.
+    pub async fn resign(mut self) -> Result<()> {
+        self.resigned = true;
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.store.lease_revoke(self.lease).await
+    }
+}
+
+impl Drop for Leadership {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        if !self.resigned {
+            revoke_in_background(self.store.clone(), self.lease);
+        }
+    }
+}
+
+struct RevokeOnDrop {
+    store: Option<Arc<dyn Store>>,
+    lease: LeaseId,
+}
+
+impl Drop for RevokeOnDrop {
+    fn drop(&mut self) {
+        if let Some(store) = self.store.take() {
+            revoke_in_background(store, self.lease);
+        }
+    }
+}
+
+struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+fn revoke_in_background(store: Arc<dyn Store>, lease: LeaseId) {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        handle.spawn(async move {
+            if let Err(e) = store.lease_revoke(lease).await {
+                tracing::debug!(error = %e, "revoking an abandoned lease");
+            }
+        });
+    }
+}
