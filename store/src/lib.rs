@@ -23,8 +23,6 @@ mod typed;
 pub use backend::{EmbeddedOptions, EmbeddedStore, EtcdStore, connect};
 pub use election::{Election, Leadership};
 pub use error::{Error, Result};
-pub use kv::{
-    Event, EventKind, Fence, KeyValue, LeaseId, Store, WatchItem, WatchStream,
-};
+pub use kv::{Event, EventKind, Fence, KeyValue, LeaseId, Store, WatchItem, WatchStream};
 pub use model::{Kind, Metadata, Resource};
 pub use typed::{Api, Decoded, ObjectEvent, ObjectList};

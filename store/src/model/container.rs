@@ -217,10 +217,16 @@ pub struct ContainerStatus {
     /// Restarts done by the restart policy.
     pub restart_count: i64,
     /// When the last run started.
-    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub started_at: Option<OffsetDateTime>,
     /// When the last run ended.
-    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finished_at: Option<OffsetDateTime>,
     /// Observations (e.g. `Invalid` for a malformed spec).
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -108,7 +108,14 @@ pub trait Resource:
     /// The desired state.
     type Spec: Serialize + DeserializeOwned + Clone + PartialEq + Default + fmt::Debug + Send + Sync;
     /// The observed state.
-    type Status: Serialize + DeserializeOwned + Clone + PartialEq + Default + fmt::Debug + Send + Sync;
+    type Status: Serialize
+        + DeserializeOwned
+        + Clone
+        + PartialEq
+        + Default
+        + fmt::Debug
+        + Send
+        + Sync;
     /// Which kind this is.
     const KIND: Kind;
 

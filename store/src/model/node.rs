@@ -48,7 +48,10 @@ pub struct NodeStatus {
     /// Containers placed here.
     pub containers: i64,
     /// Last heartbeat.
-    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub heartbeat: Option<OffsetDateTime>,
     /// Observations.
     #[serde(skip_serializing_if = "Vec::is_empty")]
