@@ -53,7 +53,14 @@ pub enum Error {
         /// The compaction revision.
         compacted: i64,
     },
-    /// The backend could not be reached or failed (network, disk).
+    /// The store refused the request for good (a compaction to a future
+    /// revision, an argument it does not accept): retrying will not help.
+    #[error("rejected by the store: {0}")]
+    Rejected(String),
+    /// The backend could not be reached or failed (network, disk). For a
+    /// write this means the outcome is unknown: it may have been applied, so
+    /// a retried guarded write can meet its own earlier attempt as a
+    /// `Conflict` (or `AlreadyExists`) and must re-read before concluding.
     #[error("store unavailable: {0}")]
     Unavailable(String),
     /// The store was closed while the operation was in flight.

@@ -20,7 +20,7 @@ mod kv;
 pub mod model;
 mod typed;
 
-pub use backend::{EmbeddedOptions, EmbeddedStore, EtcdStore, connect};
+pub use backend::{EmbeddedOptions, EmbeddedStore, EtcdOptions, EtcdStore, connect};
 pub use election::{Election, Leadership};
 pub use error::{Error, Result};
 pub use kv::{Event, EventKind, Fence, KeyValue, LeaseId, Store, WatchItem, WatchStream};

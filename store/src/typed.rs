@@ -151,6 +151,18 @@ impl<K: Resource> Api<K> {
         }
     }
 
+    /// Decode a raw key-value as `K` ([`decode`], reachable from other
+    /// crates): for code that reads the raw [`Store`] across accounts.
+    pub fn decode(kv: &KeyValue) -> Decoded<K> {
+        decode(kv)
+    }
+
+    /// Encode an object for storage ([`encode`], reachable from other
+    /// crates): for code that writes the raw [`Store`] with its own guard.
+    pub fn encode(obj: &K) -> Result<Vec<u8>> {
+        encode(obj)
+    }
+
     /// Access `K` objects of the default account.
     pub fn default_account(store: Arc<dyn Store>) -> Self {
         Self::new(store, keys::DEFAULT_ACCOUNT)

@@ -216,6 +216,10 @@ mod suite {
             last = s.update("/t/a", vec![b'0' + i], last, None).await.unwrap();
         }
         s.compact(last - 1).await.unwrap();
+        // At or below an earlier compaction is a no-op; the future is refused.
+        s.compact(r1).await.unwrap();
+        let err = s.compact(last + 100).await.unwrap_err();
+        assert!(matches!(err, Error::Rejected(_)), "{err:?}");
         let mut w = s.watch("/t/", r1).await.unwrap();
         match next_item(&mut w, 10).await {
             WatchItem::Compacted { compact_revision } => assert!(compact_revision >= last - 1),

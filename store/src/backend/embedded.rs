@@ -694,10 +694,10 @@ impl Writer {
             }
             Op::Compact { revision } => {
                 if revision > self.revision {
-                    return Err(Error::Compacted {
-                        requested: revision,
-                        compacted: self.compact_revision,
-                    });
+                    return Err(Error::Rejected(format!(
+                        "cannot compact to revision {revision}: the current revision is {}",
+                        self.revision
+                    )));
                 }
                 if revision > self.compact_revision {
                     compact_log(t.log, revision).map_err(unavailable)?;

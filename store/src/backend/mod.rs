@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
-pub use etcd::EtcdStore;
+pub use etcd::{EtcdOptions, EtcdStore};
 
 use crate::{Error, Result, Store};
 
