@@ -1,0 +1,254 @@
+//! The operators' admin API: what `sdc-docker get/apply/edit/delete` talk
+//! to, the way kubectl talks to its API server. It serves the stored
+//! objects themselves, by kind and name, on `--admin-host` (a unix socket by
+//! default: whoever can open it may change every object).
+//!
+//! | route | does |
+//! | --- | --- |
+//! | `GET /v1/{kind}?account=` | list, with the values that do not decode |
+//! | `GET /v1/{kind}/{name}?account=` | one object (422 when it does not decode) |
+//! | `PUT /v1/{kind}/{name}?account=` | replace spec, labels, annotations; 409 when `metadata.resourceVersion` is stale |
+//! | `DELETE /v1/{kind}/{name}?account=&resourceVersion=` | delete |
+//! | `POST /v1/apply?account=` | create or replace every object of a YAML/JSON file |
+//!
+//! `{kind}` is any spelling [`Kind::parse`] accepts (`container`,
+//! `containers`, `Container`); `account` defaults to `default`. Bodies are
+//! YAML or JSON; a malformed one is a 400 naming the document, line and
+//! column, and nothing of it is stored.
+
+mod apply;
+pub mod documents;
+pub mod objects;
+pub mod wire;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use sdc_docker_store::{Kind, Store, keys};
+use serde::Deserialize;
+
+use crate::{ApiError, with_kind};
+use documents::{Document, Head};
+
+/// The largest body the admin API reads.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// What the admin handlers share.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The spec store.
+    pub store: Arc<dyn Store>,
+}
+
+/// The admin API over `store`.
+pub fn router(store: Arc<dyn Store>) -> Router {
+    Router::new()
+        .route("/v1/apply", post(apply::apply))
+        .route("/v1/{kind}", get(list))
+        .route(
+            "/v1/{kind}/{name}",
+            get(get_one).put(replace).delete(delete),
+        )
+        .fallback(no_such_route)
+        .method_not_allowed_fallback(no_such_route)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(AdminState { store })
+}
+
+async fn no_such_route() -> ApiError {
+    ApiError::not_found("no such admin route: use /v1/{kind}, /v1/{kind}/{name} or POST /v1/apply")
+}
+
+/// `?account=` of every route.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Scope {
+    /// The account; `default` when absent.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// For delete: only if the object is still at this revision.
+    #[serde(default)]
+    pub resource_version: Option<i64>,
+}
+
+impl Scope {
+    fn account(&self) -> Result<String, ApiError> {
+        let account = self
+            .account
+            .clone()
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| keys::DEFAULT_ACCOUNT.to_string());
+        check_account(&account)?;
+        Ok(account)
+    }
+}
+
+fn check_account(account: &str) -> Result<(), ApiError> {
+    if keys::valid_name(account) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "invalid account {account:?}: must be 1 to 253 characters, with no '/' or control characters"
+        )))
+    }
+}
+
+/// The kind named in a URL, or 404 listing the known ones.
+fn parse_kind(kind: &str) -> Result<Kind, ApiError> {
+    Kind::parse(kind).ok_or_else(|| {
+        let known: Vec<&str> = Kind::ALL.iter().map(|k| k.plural()).collect();
+        ApiError::not_found(format!(
+            "unknown kind {kind:?}; known kinds: {}",
+            known.join(", ")
+        ))
+    })
+}
+
+async fn list(
+    State(state): State<AdminState>,
+    path: Result<Path<String>, PathRejection>,
+    scope: Result<Query<Scope>, QueryRejection>,
+) -> Result<Json<wire::ObjectList>, ApiError> {
+    let Path(kind) = path?;
+    let kind = parse_kind(&kind)?;
+    let account = scope?.account()?;
+    let list = with_kind!(kind, K => objects::list::<K>(state.store, &account).await)?;
+    Ok(Json(list))
+}
+
+async fn get_one(
+    State(state): State<AdminState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    scope: Result<Query<Scope>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Path((kind, name)) = path?;
+    let kind = parse_kind(&kind)?;
+    let account = scope?.account()?;
+    let obj = with_kind!(kind, K => objects::get::<K>(state.store, &account, &name).await)?;
+    Ok(Json(obj))
+}
+
+async fn replace(
+    State(state): State<AdminState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    scope: Result<Query<Scope>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Path((kind, name)) = path?;
+    let kind = parse_kind(&kind)?;
+    let account = scope?.account()?;
+    let body = body?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not UTF-8: {e}")))?;
+    let documents = documents::split(text).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let [document] = documents.as_slice() else {
+        return Err(ApiError::bad_request(format!(
+            "expected exactly one object in the body, found {}",
+            documents.len()
+        )));
+    };
+    let head = check_head(document, Some(kind), &account)?;
+    if head.metadata.name != name && !head.metadata.name.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "the body names {:?} but the URL names {name:?}",
+            head.metadata.name
+        )));
+    }
+    let stored = with_kind!(kind, K => {
+        let mut obj: K = document.parse().map_err(|e| ApiError::bad_request(e.to_string()))?;
+        obj.metadata_mut().name = name.clone();
+        obj.metadata_mut().account = account.clone();
+        let stored = objects::replace::<K>(state.store, &account, obj).await?;
+        serde_json::to_value(&stored).map_err(|e| ApiError::internal(e.to_string()))
+    })?;
+    Ok(Json(stored))
+}
+
+async fn delete(
+    State(state): State<AdminState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    scope: Result<Query<Scope>, QueryRejection>,
+) -> Result<Json<wire::Deleted>, ApiError> {
+    let Path((kind, name)) = path?;
+    let kind = parse_kind(&kind)?;
+    let scope = scope?.0;
+    let account = scope.account()?;
+    let deleted = with_kind!(kind, K => {
+        objects::delete::<K>(state.store, &account, &name, scope.resource_version).await
+    })?;
+    Ok(Json(deleted))
+}
+
+/// Read and check a document's head: a known kind (equal to `expected` when
+/// given), our `apiVersion` when one is given, a valid name (when no URL
+/// supplies it) and an account agreeing with `account` when it names one.
+fn check_head(
+    document: &Document,
+    expected: Option<Kind>,
+    account: &str,
+) -> Result<Head, ApiError> {
+    let bad = |message: String| ApiError::bad_request(document.error(message).to_string());
+    let head: Option<Head> = document
+        .parse()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let head = head.ok_or_else(|| bad("the document is empty".to_string()))?;
+    if let Some(version) = &head.api_version
+        && version != sdc_docker_store::model::API_VERSION
+    {
+        return Err(bad(format!(
+            "apiVersion is {version:?}; expected {:?}",
+            sdc_docker_store::model::API_VERSION
+        )));
+    }
+    match (head.kind.as_str(), expected) {
+        ("", Some(_)) => {}
+        ("", None) => {
+            return Err(bad(format!(
+                "missing `kind` (one of {})",
+                Kind::ALL.map(|k| k.as_str()).join(", ")
+            )));
+        }
+        (named, _) => match Kind::parse(named) {
+            None => {
+                return Err(bad(format!(
+                    "unknown kind {named:?} (expected one of {})",
+                    Kind::ALL.map(|k| k.as_str()).join(", ")
+                )));
+            }
+            Some(kind) if expected.is_some_and(|e| e != kind) => {
+                return Err(bad(format!(
+                    "the document is a {kind} but the URL names {}",
+                    expected.map_or("", |e| e.plural())
+                )));
+            }
+            Some(_) => {}
+        },
+    }
+    if expected.is_none() || !head.metadata.name.is_empty() {
+        let name = &head.metadata.name;
+        if name.is_empty() {
+            return Err(bad("missing metadata.name".to_string()));
+        }
+        if !keys::valid_name(name) {
+            return Err(bad(format!(
+                "invalid metadata.name {name:?}: must be 1 to 253 characters, with no '/' or control characters"
+            )));
+        }
+    }
+    if let Some(named) = &head.metadata.account {
+        check_account(named).map_err(|e| bad(e.message().to_string()))?;
+        if expected.is_some() && named != account {
+            return Err(bad(format!(
+                "the document is in account {named:?} but the request names account {account:?}"
+            )));
+        }
+    }
+    Ok(head)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,60 @@
+//! The Docker Engine API, as the stock `docker` CLI expects it.
+//!
+//! Every route answers both unversioned (`/_ping`) and versioned
+//! (`/v1.45/_ping`) paths: [`negotiation`] strips the version prefix before
+//! routing, rejects versions outside [`MIN_API_VERSION`]..=[`API_VERSION`]
+//! on matched routes (Docker's wording), and puts `Api-Version`, `Server` and
+//! `Ostype` on every reply. Anything unrouted is Docker's 404
+//! `page not found`. One folder per concept: [`system`] now; containers,
+//! images, networks and volumes slot in beside it, each with a `routes()`
+//! merged in [`router`].
+
+pub mod negotiation;
+pub mod system;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn;
+use sdc_docker_store::Store;
+use tower::Layer;
+
+use crate::ApiError;
+pub use crate::build_info::{API_VERSION, MIN_API_VERSION};
+pub use negotiation::ApiVersion;
+
+/// The largest request body a Docker route reads (container create bodies
+/// are a few KiB; image loads and builds will stream rather than buffer).
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// What the Docker handlers share.
+#[derive(Clone)]
+pub struct DockerState {
+    /// The spec store.
+    pub store: Arc<dyn Store>,
+}
+
+/// The Docker Engine API over `store`.
+pub fn router(store: Arc<dyn Store>) -> Router {
+    let routes = Router::new()
+        .merge(system::routes())
+        // Only matched routes check the version, as Docker does: an unknown
+        // path under a bad version is still "page not found".
+        .route_layer(from_fn(negotiation::check_version))
+        .fallback(page_not_found)
+        .method_not_allowed_fallback(page_not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(DockerState { store });
+    // The version prefix must be gone before routing, so this middleware
+    // wraps the whole router instead of being one of its layers.
+    Router::new().fallback_service(from_fn(negotiation::strip_version_prefix).layer(routes))
+}
+
+/// Docker's answer to an unknown path or method.
+async fn page_not_found() -> ApiError {
+    ApiError::not_found("page not found")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,20 @@
+//! System routes: what a client asks before anything else (`/_ping` to
+//! negotiate, `/version` to show the server). `/info`, `/events` and `/df`
+//! belong here too when they come.
+
+mod ping;
+mod version;
+
+use axum::Router;
+use axum::routing::get;
+
+use super::DockerState;
+
+pub use version::{ComponentVersion, PlatformInfo, VersionResponse};
+
+/// The system routes.
+pub fn routes() -> Router<DockerState> {
+    Router::new()
+        .route("/_ping", get(ping::ping).head(ping::ping))
+        .route("/version", get(version::version))
+}

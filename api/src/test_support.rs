@@ -1,0 +1,43 @@
+//! Helpers for the unit tests of this crate: a real embedded store in a
+//! temporary directory, and readers of response bodies.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use http_body_util::BodyExt;
+use sdc_docker_store::Store;
+
+/// An embedded store living as long as this value.
+pub struct TestStore {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestStore {
+    /// Open a fresh embedded store in a new temporary directory.
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = sdc_docker_store::connect("embedded", dir.path())
+            .await
+            .expect("opening the embedded store");
+        TestStore { store, _dir: dir }
+    }
+}
+
+/// The whole body as text.
+pub async fn body_text(response: http::Response<Body>) -> String {
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("reading the body")
+        .to_bytes();
+    String::from_utf8(bytes.to_vec()).expect("a UTF-8 body")
+}
+
+/// The whole body as JSON.
+pub async fn body_json(response: http::Response<Body>) -> serde_json::Value {
+    let text = body_text(response).await;
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("body is not JSON ({e}): {text}"))
+}

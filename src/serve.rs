@@ -1,0 +1,191 @@
+//! `sdc-docker serve`: open the store, bind every address, serve the Docker
+//! API and the admin API, run the validation loop, and stop cleanly.
+//!
+//! Every address is bound before anything is served, so a typo in `-H`
+//! fails at once. Shutdown is a `watch` channel flipped once: servers stop
+//! accepting and finish open requests (for at most [`GRACE`]; long streams
+//! are cut after that), the validation loop stops, unix socket files are
+//! removed.
+
+use std::future::Future;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum::Router;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::address::Address;
+use crate::cli::ServeArgs;
+use crate::validation;
+
+/// How long open connections may take to finish after a shutdown signal.
+pub const GRACE: Duration = Duration::from_secs(10);
+
+/// A bound listener, remembering the socket file to remove.
+enum Bound {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+/// Run the server until `shutdown` completes (or a listener fails).
+pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
+    let store = sdc_docker_store::connect(&args.store, &args.data_dir)
+        .await
+        .with_context(|| format!("opening the store (--store {})", args.store))?;
+    tracing::info!(store = %args.store, data_dir = %args.data_dir.display(), "store open");
+
+    let docker = sdc_docker_api::docker::router(store.clone());
+    let admin = sdc_docker_api::admin::router(store.clone());
+    let mut bound = Vec::new();
+    for host in &args.hosts {
+        bound.push((bind(host).await?, docker.clone(), "docker"));
+    }
+    if let Address::Tcp(_) = args.admin_host {
+        tracing::warn!(address = %args.admin_host, "the admin API has no authentication; anyone who reaches this address can change every object");
+    }
+    bound.push((bind(&args.admin_host).await?, admin, "admin"));
+
+    let (stop, stopped) = watch::channel(false);
+    let validation = tokio::spawn(validation::run(store.clone(), stopped.clone()));
+    let mut sockets = Vec::new();
+    let mut servers = JoinSet::new();
+    for (listener, app, api) in bound {
+        if let Bound::Unix(_, path) = &listener {
+            sockets.push(path.clone());
+        }
+        servers.spawn(serve_one(listener, app, api, stopped.clone()));
+    }
+
+    let mut failure = None;
+    tokio::select! {
+        () = shutdown => tracing::info!("shutting down"),
+        Some(result) = servers.join_next() => {
+            failure = Some(match result {
+                Ok(Ok(())) => anyhow::anyhow!("a listener stopped on its own"),
+                Ok(Err(e)) => e,
+                Err(e) => anyhow::anyhow!("a listener task failed: {e}"),
+            });
+        }
+    }
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(GRACE, async {
+        while let Some(result) = servers.join_next().await {
+            if let Ok(Err(e)) = result {
+                tracing::warn!(error = %e, "listener ended with an error");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(grace = ?GRACE, "connections still open after the grace period; closing them");
+        servers.abort_all();
+    }
+    if tokio::time::timeout(GRACE, validation).await.is_err() {
+        tracing::warn!("the validation loop did not stop in time");
+    }
+    for path in sockets {
+        let _ = std::fs::remove_file(&path);
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
+}
+
+/// Bind one address: TCP, or a unix socket (removing a stale socket file
+/// first, refusing to take over one another server still answers on).
+async fn bind(address: &Address) -> anyhow::Result<Bound> {
+    match address {
+        Address::Tcp(hostport) => {
+            let listener = TcpListener::bind(hostport.as_str())
+                .await
+                .with_context(|| format!("binding {address}"))?;
+            Ok(Bound::Tcp(listener))
+        }
+        Address::Unix(path) => {
+            prepare_socket_path(path).with_context(|| format!("binding {address}"))?;
+            let listener =
+                UnixListener::bind(path).with_context(|| format!("binding {address}"))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+                .with_context(|| format!("setting the mode of {}", path.display()))?;
+            Ok(Bound::Unix(listener, path.clone()))
+        }
+    }
+}
+
+fn prepare_socket_path(path: &Path) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        bail!(
+            "{} exists and is not a socket; remove it or choose another path",
+            path.display()
+        );
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        bail!("another server is listening on {}", path.display());
+    }
+    std::fs::remove_file(path)
+        .with_context(|| format!("removing the stale socket {}", path.display()))
+}
+
+async fn serve_one(
+    listener: Bound,
+    app: Router,
+    api: &'static str,
+    mut stopped: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let stop = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    match listener {
+        Bound::Tcp(listener) => {
+            let address = listener.local_addr().context("reading a bound address")?;
+            tracing::info!(api, address = %format!("tcp://{address}"), "listening");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+                .with_context(|| format!("serving the {api} API on tcp://{address}"))
+        }
+        Bound::Unix(listener, path) => {
+            tracing::info!(api, address = %format!("unix://{}", path.display()), "listening");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+                .with_context(|| format!("serving the {api} API on unix://{}", path.display()))
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

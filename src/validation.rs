@@ -1,0 +1,550 @@
+//! The validation loop: watches every kind's prefix (all accounts) and
+//! deals with values written straight into the store (an operator's
+//! `etcdctl put`), which bypass the admin API's checks.
+//!
+//! - A value that is a JSON object but does not decode as its kind gets a
+//!   `status.conditions` entry `{type: Invalid, status: "True", reason:
+//!   MalformedSpec, message: <decoder error with line and column>}`. The
+//!   message is computed on the value as it will be stored (the condition
+//!   itself shifts columns), so the write is done once and its echo
+//!   changes nothing: no loop.
+//! - A value that is not a JSON object is logged (once per revision); the
+//!   admin API's list shows it with its error.
+//! - A valid object still carrying that condition (the operator fixed it)
+//!   loses it; one lacking `uid`, `creationTimestamp` or `generation` gets
+//!   them.
+//!
+//! Every write is a compare-and-swap on the revision read, so a concurrent
+//! write always wins and is looked at in turn. The loop never stops on its
+//! own: it relists on `Compacted`, re-watches with backoff on errors, and
+//! one bad object never disturbs the others. It will move onto the
+//! controller runtime when that exists.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use sdc_docker_api::with_kind;
+use sdc_docker_store::model::Condition;
+use sdc_docker_store::{
+    Api, Decoded, Error as StoreError, EventKind, KeyValue, Kind, Resource, Store, WatchItem, keys,
+};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// The condition type recorded on a malformed object.
+pub const INVALID: &str = "Invalid";
+
+/// The reason recorded with [`INVALID`].
+pub const MALFORMED_SPEC: &str = "MalformedSpec";
+
+/// First delay after a failure; doubled on each failure in a row.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+
+/// The longest delay between retries.
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Run the loop for every kind until `stopped` turns true.
+pub async fn run(store: Arc<dyn Store>, stopped: watch::Receiver<bool>) {
+    let mut tasks = JoinSet::new();
+    for kind in Kind::ALL {
+        with_kind!(kind, K => {
+            tasks.spawn(run_kind::<K>(store.clone(), stopped.clone()));
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Doubling delays between retries, reset by progress.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let delay = self.0;
+        self.0 = (self.0 * 2).min(BACKOFF_MAX);
+        delay
+    }
+
+    fn reset(&mut self) {
+        self.0 = BACKOFF_MIN;
+    }
+}
+
+/// Sleep `delay`, or return true at once when stopped.
+async fn sleep_or_stop(delay: Duration, stopped: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = stopped.wait_for(|stop| *stop) => true,
+        () = tokio::time::sleep(delay) => false,
+    }
+}
+
+/// List, then watch, one kind's prefix, forever.
+async fn run_kind<K: Resource>(store: Arc<dyn Store>, mut stopped: watch::Receiver<bool>) {
+    let prefix = keys::prefix(K::KIND.plural(), None);
+    let mut validator = Validator::<K>::new(store.clone());
+    let mut backoff = Backoff(BACKOFF_MIN);
+    // Where to watch from; `None` means "relist first".
+    let mut resume: Option<i64> = None;
+    loop {
+        if *stopped.borrow() {
+            return;
+        }
+        let from = match resume {
+            Some(revision) => revision,
+            None => match store.list(&prefix).await {
+                Ok((kvs, revision)) => {
+                    let mut all_done = true;
+                    for kv in &kvs {
+                        all_done &= validator.check(kv).await;
+                    }
+                    if !all_done && sleep_or_stop(backoff.next(), &mut stopped).await {
+                        return;
+                    }
+                    if !all_done {
+                        continue;
+                    }
+                    revision + 1
+                }
+                Err(e) => {
+                    tracing::warn!(kind = %K::KIND, error = %e, "validation: list failed; retrying");
+                    if sleep_or_stop(backoff.next(), &mut stopped).await {
+                        return;
+                    }
+                    continue;
+                }
+            },
+        };
+        resume = Some(from);
+        let mut stream = match store.watch(&prefix, from).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(kind = %K::KIND, error = %e, "validation: watch failed; retrying");
+                if sleep_or_stop(backoff.next(), &mut stopped).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        loop {
+            let item = tokio::select! {
+                _ = stopped.wait_for(|stop| *stop) => return,
+                item = stream.next() => item,
+            };
+            match item {
+                Some(Ok(WatchItem::Event(event))) => {
+                    backoff.reset();
+                    let done = match event.kind {
+                        EventKind::Put => validator.check(&event.kv).await,
+                        EventKind::Delete => {
+                            validator.forget(&event.kv.key);
+                            true
+                        }
+                    };
+                    if done {
+                        resume = Some(event.revision() + 1);
+                    } else {
+                        // A write failed for a reason other than a
+                        // concurrent change: look at everything again later.
+                        resume = None;
+                        if sleep_or_stop(backoff.next(), &mut stopped).await {
+                            return;
+                        }
+                        break;
+                    }
+                }
+                Some(Ok(WatchItem::Compacted { compact_revision })) => {
+                    tracing::info!(kind = %K::KIND, compact_revision, "validation: history compacted; relisting");
+                    resume = None;
+                    break;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(kind = %K::KIND, error = %e, "validation: watch broke; re-watching");
+                    if sleep_or_stop(backoff.next(), &mut stopped).await {
+                        return;
+                    }
+                    break;
+                }
+                None => {
+                    if sleep_or_stop(backoff.next(), &mut stopped).await {
+                        return;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Checks and repairs stored values of one kind.
+struct Validator<K> {
+    store: Arc<dyn Store>,
+    /// The revision at which each non-JSON value was last logged, so each
+    /// is logged once.
+    logged: HashMap<String, i64>,
+    _kind: PhantomData<fn() -> K>,
+}
+
+impl<K: Resource> Validator<K> {
+    fn new(store: Arc<dyn Store>) -> Self {
+        Validator {
+            store,
+            logged: HashMap::new(),
+            _kind: PhantomData,
+        }
+    }
+
+    fn forget(&mut self, key: &str) {
+        self.logged.remove(key);
+    }
+
+    /// Look at one stored value and repair what needs it. False when a
+    /// write failed for a reason other than a concurrent change.
+    async fn check(&mut self, kv: &KeyValue) -> bool {
+        if keys::parse(&kv.key).is_none() {
+            return true;
+        }
+        let next = match Api::<K>::decode(kv) {
+            Decoded::Valid(_) => repaired_valid(&kv.value),
+            Decoded::Invalid { message, .. } => match serde_json::from_slice::<Value>(&kv.value) {
+                Ok(Value::Object(object)) => {
+                    let next = with_invalid_condition::<K>(kv, object, &message);
+                    if next.is_some() {
+                        tracing::warn!(key = %kv.key, revision = kv.mod_revision, error = %message, "stored value does not decode; recording it on its status");
+                    }
+                    next
+                }
+                _ => {
+                    if self.logged.insert(kv.key.clone(), kv.mod_revision) != Some(kv.mod_revision)
+                    {
+                        tracing::error!(key = %kv.key, revision = kv.mod_revision, error = %message, "stored value is not a JSON object; it cannot carry a status (the admin API lists it with this error)");
+                    }
+                    None
+                }
+            },
+        };
+        let Some(next) = next else {
+            return true;
+        };
+        match self
+            .store
+            .update(&kv.key, next, kv.mod_revision, None)
+            .await
+        {
+            Ok(_) => true,
+            // Someone wrote since we read: their write comes next.
+            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => true,
+            Err(e) => {
+                tracing::warn!(key = %kv.key, error = %e, "validation: write failed; will retry");
+                false
+            }
+        }
+    }
+}
+
+/// The condition recorded on a malformed value.
+fn invalid_condition(message: &str, since: OffsetDateTime) -> Condition {
+    Condition {
+        type_: INVALID.to_string(),
+        status: "True".to_string(),
+        reason: MALFORMED_SPEC.to_string(),
+        message: message.to_string(),
+        last_transition_time: Some(since),
+    }
+}
+
+/// Whether a condition (as JSON) is our `Invalid` one.
+fn is_invalid_condition(condition: &Value) -> bool {
+    condition.get("type").and_then(Value::as_str) == Some(INVALID)
+}
+
+/// The value with `status.conditions` holding our `Invalid` condition whose
+/// message is what the decoder says about that very value; `None` when the
+/// stored value already says exactly that.
+fn with_invalid_condition<K: Resource>(
+    kv: &KeyValue,
+    object: Map<String, Value>,
+    message: &str,
+) -> Option<Vec<u8>> {
+    let existing = object
+        .get("status")
+        .and_then(|s| s.get("conditions"))
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| is_invalid_condition(c)).cloned());
+    let already = existing.as_ref().is_some_and(|c| {
+        c.get("status").and_then(Value::as_str) == Some("True")
+            && c.get("reason").and_then(Value::as_str) == Some(MALFORMED_SPEC)
+            && c.get("message").and_then(Value::as_str) == Some(message)
+    });
+    if already {
+        return None;
+    }
+    // Keep the transition time while the condition stays true.
+    let since = existing
+        .filter(|c| c.get("status").and_then(Value::as_str) == Some("True"))
+        .and_then(|c| {
+            c.get("lastTransitionTime")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .and_then(|t| {
+            OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .unwrap_or_else(OffsetDateTime::now_utc);
+    // Writing the condition moves the columns of errors after it, so find
+    // the message that describes the value as it will be stored.
+    let mut message = message.to_string();
+    let mut bytes = Vec::new();
+    for _ in 0..4 {
+        bytes = serde_json::to_vec(&put_condition(
+            object.clone(),
+            invalid_condition(&message, since),
+        ))
+        .ok()?;
+        let probe = KeyValue {
+            value: bytes.clone(),
+            ..kv.clone()
+        };
+        match Api::<K>::decode(&probe) {
+            Decoded::Invalid { message: now, .. } if now != message => message = now,
+            _ => break,
+        }
+    }
+    Some(bytes)
+}
+
+/// Put `condition` into `status.conditions`, replacing another of its type.
+fn put_condition(mut object: Map<String, Value>, condition: Condition) -> Value {
+    let condition = serde_json::to_value(condition).unwrap_or(Value::Null);
+    let status = object
+        .entry("status")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !status.is_object() {
+        *status = Value::Object(Map::new());
+    }
+    if let Value::Object(status) = status {
+        let conditions = status
+            .entry("conditions")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if !conditions.is_array() {
+            *conditions = Value::Array(Vec::new());
+        }
+        if let Value::Array(conditions) = conditions {
+            conditions.retain(|c| !is_invalid_condition(c));
+            conditions.push(condition);
+        }
+    }
+    Value::Object(object)
+}
+
+/// For a value that decodes: the same value without our `Invalid`
+/// condition and with `uid`, `creationTimestamp` and `generation` filled
+/// in; `None` when nothing needs changing.
+fn repaired_valid(raw: &[u8]) -> Option<Vec<u8>> {
+    let Ok(Value::Object(mut object)) = serde_json::from_slice::<Value>(raw) else {
+        return None;
+    };
+    let mut changed = false;
+    if let Some(Value::Object(meta)) = object.get_mut("metadata") {
+        if meta
+            .get("uid")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            meta.insert("uid".into(), uuid::Uuid::new_v4().to_string().into());
+            changed = true;
+        }
+        if meta.get("creationTimestamp").is_none_or(Value::is_null) {
+            let now = OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok()?;
+            meta.insert("creationTimestamp".into(), now.into());
+            changed = true;
+        }
+        if meta.get("generation").and_then(Value::as_i64).unwrap_or(0) < 1 {
+            meta.insert("generation".into(), 1.into());
+            changed = true;
+        }
+        if changed {
+            // Never stored (it is the revision itself).
+            meta.remove("resourceVersion");
+        }
+    }
+    if let Some(Value::Array(conditions)) = object
+        .get_mut("status")
+        .and_then(|s| s.get_mut("conditions"))
+    {
+        let before = conditions.len();
+        conditions.retain(|c| {
+            !(is_invalid_condition(c)
+                && c.get("reason").and_then(Value::as_str) == Some(MALFORMED_SPEC))
+        });
+        changed |= conditions.len() != before;
+    }
+    if !changed {
+        return None;
+    }
+    serde_json::to_vec(&Value::Object(object)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sdc_docker_store::model::Container;
+
+    fn kv(value: &str) -> KeyValue {
+        KeyValue {
+            key: "/sdc-docker/v1/containers/default/bad".into(),
+            value: value.as_bytes().to_vec(),
+            create_revision: 5,
+            mod_revision: 7,
+            lease: None,
+        }
+    }
+
+    fn decode_message(raw: &[u8]) -> Option<String> {
+        match Api::<Container>::decode(&KeyValue {
+            value: raw.to_vec(),
+            ..kv("")
+        }) {
+            Decoded::Invalid { message, .. } => Some(message),
+            Decoded::Valid(_) => None,
+        }
+    }
+
+    /// Wait (polling, with a deadline) until `key` holds a value `check` accepts.
+    async fn wait_for_value(
+        store: &Arc<dyn Store>,
+        key: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(kv)) = store.get(key).await
+                && let Ok(value) = serde_json::from_slice::<Value>(&kv.value)
+                && check(&value)
+            {
+                return value;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {key}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_loop_marks_bad_values_fills_metadata_and_leaves_good_ones_alone() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = sdc_docker_store::connect("embedded", dir.path())
+            .await
+            .expect("embedded store");
+        let bad = "/sdc-docker/v1/networks/acme/bad";
+        let bare = "/sdc-docker/v1/containers/default/bare";
+        store
+            .create(
+                bad,
+                br#"{"metadata":{"name":"bad"},"spec":{"vlanId":"ten"}}"#.to_vec(),
+                None,
+                None,
+            )
+            .await
+            .expect("create");
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(store.clone(), stopped));
+
+        // Written before and after the loop started: both are handled.
+        let marked = wait_for_value(&store, bad, |v| {
+            v.pointer("/status/conditions/0/reason") == Some(&Value::from(MALFORMED_SPEC))
+        })
+        .await;
+        assert!(marked.pointer("/status/conditions/0/message").is_some());
+        store
+            .create(
+                bare,
+                br#"{"metadata":{"name":"bare"},"spec":{"image":"busybox"}}"#.to_vec(),
+                None,
+                None,
+            )
+            .await
+            .expect("create");
+        let filled = wait_for_value(&store, bare, |v| {
+            v.pointer("/metadata/generation") == Some(&Value::from(1))
+        })
+        .await;
+        assert!(filled.pointer("/metadata/uid").is_some());
+
+        let good = Api::<Container>::default_account(store.clone())
+            .create(&Container::new("good", Default::default()))
+            .await
+            .expect("create");
+        let _ = stop.send(true);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the loop stops when asked")
+            .expect("the loop does not panic");
+        let kv = store
+            .get(&Api::<Container>::default_account(store.clone()).key("good"))
+            .await;
+        assert_eq!(
+            kv.ok().flatten().map(|kv| kv.mod_revision),
+            Some(good.metadata.resource_version),
+            "a valid object is never rewritten"
+        );
+    }
+
+    #[test]
+    fn a_malformed_value_gets_a_condition_describing_itself_once() {
+        let raw = r#"{"metadata": {"name": "bad"}, "status": {"state": "bogus"}, "spec": {"memory": "lots"}}"#;
+        let Ok(Value::Object(object)) = serde_json::from_str::<Value>(raw) else {
+            panic!("test value is an object")
+        };
+        let message = decode_message(raw.as_bytes()).expect("invalid");
+        let written =
+            with_invalid_condition::<Container>(&kv(raw), object, &message).expect("a write");
+        let stored: Value = serde_json::from_slice(&written).expect("JSON");
+        let condition = &stored["status"]["conditions"][0];
+        assert_eq!(condition["type"], "Invalid");
+        assert_eq!(condition["reason"], "MalformedSpec");
+        let now = decode_message(&written).expect("still invalid");
+        assert_eq!(
+            condition["message"],
+            now.as_str(),
+            "describes the stored value"
+        );
+        assert!(now.contains("column"), "{now}");
+
+        // Its echo changes nothing.
+        let Value::Object(object) = stored else {
+            panic!()
+        };
+        assert_eq!(
+            with_invalid_condition::<Container>(&kv(""), object, &now),
+            None
+        );
+    }
+
+    #[test]
+    fn a_fixed_value_loses_the_condition_and_gets_its_metadata() {
+        let raw = r#"{"metadata": {"name": "ok"}, "spec": {"image": "nginx"}, "status": {"conditions": [{"type": "Invalid", "status": "True", "reason": "MalformedSpec", "message": "x"}, {"type": "Ready", "status": "True"}]}}"#;
+        let written = repaired_valid(raw.as_bytes()).expect("a write");
+        let stored: Value = serde_json::from_slice(&written).expect("JSON");
+        assert_eq!(
+            stored["status"]["conditions"].as_array().map(Vec::len),
+            Some(1)
+        );
+        assert_eq!(stored["status"]["conditions"][0]["type"], "Ready");
+        assert_eq!(stored["metadata"]["generation"], 1);
+        assert!(
+            stored["metadata"]["uid"]
+                .as_str()
+                .is_some_and(|u| !u.is_empty())
+        );
+        assert!(stored["metadata"]["creationTimestamp"].is_string());
+        assert_eq!(repaired_valid(&written), None, "nothing more to do");
+    }
+}

@@ -1,0 +1,318 @@
+//! The harness of the end-to-end tests: the real `sdc-docker` binary
+//! serving on a free loopback port and a unix admin socket in a temporary
+//! directory, the operator CLI run as a user runs it, the real `docker`
+//! CLI, and a raw HTTP/1.1 exchange for headers.
+//!
+//! Nothing here sleeps to let things settle: readiness and conditions are
+//! polled with a deadline.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use sdc_docker_testkit::{free_port, wait_for};
+
+/// The binary under test.
+pub const SDC_DOCKER: &str = env!("CARGO_BIN_EXE_sdc-docker");
+
+/// The docker CLI the tests drive: `/usr/local/bin/docker` (Docker's
+/// static build), else `docker` on `PATH`.
+pub fn docker_binary() -> PathBuf {
+    let installed = Path::new("/usr/local/bin/docker");
+    if installed.exists() {
+        installed.to_path_buf()
+    } else {
+        PathBuf::from("docker")
+    }
+}
+
+/// How long the server may take to start answering.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a condition written by the server may take to appear.
+pub const CONDITION_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A running `sdc-docker serve`, stopped (SIGTERM) on drop.
+pub struct Server {
+    child: Child,
+    /// The Docker API port on 127.0.0.1.
+    pub port: u16,
+    /// The admin socket.
+    pub admin_socket: PathBuf,
+    /// The Docker API unix socket.
+    pub docker_socket: PathBuf,
+    log: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+/// What a command printed, and whether it succeeded.
+pub struct Ran {
+    /// Exit status was 0.
+    pub ok: bool,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl From<Output> for Ran {
+    fn from(out: Output) -> Self {
+        Ran {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Ran {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ok: {}\n--- stdout\n{}--- stderr\n{}",
+            self.ok, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Server {
+    /// Start the server on `store` (`embedded` or `etcd://…`) and wait until
+    /// both APIs answer.
+    pub async fn start(store: &str) -> Server {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let port = free_port();
+        let admin_socket = dir.path().join("admin.sock");
+        let docker_socket = dir.path().join("docker.sock");
+        let log = dir.path().join("server.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(SDC_DOCKER)
+            .arg("serve")
+            .arg("--store")
+            .arg(store)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("-H")
+            .arg(format!("tcp://127.0.0.1:{port}"))
+            .arg("-H")
+            .arg(format!("unix://{}", docker_socket.display()))
+            .arg("--admin-host")
+            .arg(format!("unix://{}", admin_socket.display()))
+            .env("RUST_LOG", "info,sdc_docker=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("starting sdc-docker serve");
+        let mut server = Server {
+            child,
+            port,
+            admin_socket,
+            docker_socket,
+            log,
+            dir,
+        };
+        let what = format!("sdc-docker serve on port {port} to answer");
+        let admin = server.admin_socket.clone();
+        let child = &mut server.child;
+        wait_for(START_TIMEOUT, what, || {
+            // The log is printed when `server` is dropped by this panic.
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("sdc-docker serve exited with {status} before answering");
+            }
+            let ready = http_tcp(port, "GET", "/_ping").is_some_and(|r| r.status == 200)
+                && http_unix(&admin, "GET", "/v1/containers").is_some_and(|r| r.status == 200);
+            async move { ready }
+        })
+        .await;
+        server
+    }
+
+    /// `tcp://127.0.0.1:PORT`.
+    pub fn docker_host(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    /// The temporary directory of this server (for files the test writes).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The admin address, as `SDC_DOCKER_ADMIN_HOST` takes it.
+    pub fn admin_host(&self) -> String {
+        format!("unix://{}", self.admin_socket.display())
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Run `sdc-docker ARGS` as an operator would, against this server.
+    pub fn sdc(&self, args: &[&str]) -> Ran {
+        self.sdc_with(args, &[], None)
+    }
+
+    /// Run `sdc-docker ARGS` with extra environment and standard input.
+    pub fn sdc_with(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Ran {
+        let mut command = Command::new(SDC_DOCKER);
+        command
+            .args(args)
+            .env("SDC_DOCKER_ADMIN_HOST", self.admin_host())
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
+        let mut child = command.spawn().expect("running sdc-docker");
+        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(text.as_bytes()).expect("writing stdin");
+        }
+        child
+            .wait_with_output()
+            .expect("waiting for sdc-docker")
+            .into()
+    }
+
+    /// Run the real `docker` CLI against this server's TCP address.
+    pub fn docker(&self, args: &[&str]) -> Ran {
+        docker_at(&self.docker_host(), self.dir(), args)
+    }
+
+    /// Write `text` to a file in the server's directory; its path.
+    pub fn write_file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir().join(name);
+        std::fs::write(&path, text).expect("writing a test file");
+        path
+    }
+
+    /// Write an executable shell script; its path.
+    pub fn write_script(&self, name: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.write_file(name, &format!("#!/bin/sh\nset -e\n{body}\n"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .expect("making a script executable");
+        path
+    }
+
+    /// Send SIGTERM and wait for the process to end; its exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
+        }
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        self.child.wait().ok();
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!("--- sdc-docker serve log\n{}", self.log());
+        }
+    }
+}
+
+/// Run the real `docker` CLI against `host`, with a config directory of
+/// its own so the machine's contexts and credentials play no part.
+pub fn docker_at(host: &str, config_dir: &Path, args: &[&str]) -> Ran {
+    Command::new(docker_binary())
+        .arg("-H")
+        .arg(host)
+        .args(args)
+        .env("DOCKER_CONFIG", config_dir.join("docker-config"))
+        .env_remove("DOCKER_HOST")
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_API_VERSION")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running the docker CLI (/usr/local/bin/docker or docker on PATH)")
+        .into()
+}
+
+/// A raw HTTP answer.
+#[derive(Debug)]
+pub struct HttpReply {
+    /// The status code.
+    pub status: u16,
+    /// Headers, names lowercased, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: String,
+}
+
+impl HttpReply {
+    /// The value of a header (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request over TCP, as curl would send it.
+pub fn http_tcp(port: u16, method: &str, path: &str) -> Option<HttpReply> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    exchange(stream, method, path)
+}
+
+/// One HTTP/1.1 request over a unix socket.
+pub fn http_unix(socket: &Path, method: &str, path: &str) -> Option<HttpReply> {
+    let stream = UnixStream::connect(socket).ok()?;
+    exchange(stream, method, path)
+}
+
+fn exchange<S: Read + Write>(mut stream: S, method: &str, path: &str) -> Option<HttpReply> {
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Some(HttpReply {
+        status,
+        headers,
+        body: body.to_string(),
+    })
+}
+
+/// Run `etcdctl` (API v3) against `endpoints`.
+pub fn etcdctl(endpoints: &[String], args: &[&str]) -> Ran {
+    Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", endpoints.join(",")))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running etcdctl (Debian's etcd-client)")
+        .into()
+}
