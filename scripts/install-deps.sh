@@ -8,6 +8,7 @@ needed=(
   protobuf-compiler:protoc   # etcd-client's build needs protoc
   etcd-server:etcd           # the HA store backend, and the tests' etcd
   etcd-client:etcdctl        # operators' tool; tests write specs with it
+  curl:curl                  # serve.sh waits for /_ping with it
 )
 
 missing=()
