@@ -103,20 +103,25 @@ impl AdminClient {
             .await
     }
 
-    /// Replace an object (guarded by its `metadata.resourceVersion`); the
-    /// object as stored afterwards.
-    pub async fn replace(
+    /// Replace an object from a person's YAML or JSON text, sent as it is
+    /// (so the server's line and column point into it), guarded by
+    /// `resource_version` whatever the text says.
+    pub async fn replace_text(
         &self,
         kind: Kind,
         account: &str,
         name: &str,
-        object: &serde_json::Value,
+        text: &str,
+        resource_version: i64,
     ) -> Result<serde_json::Value, ClientError> {
-        let body = serde_json::to_vec(object).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let path = format!(
+            "{}&resourceVersion={resource_version}",
+            object_path(kind, account, name)
+        );
         self.call(
             Method::PUT,
-            &object_path(kind, account, name),
-            Some(("application/json", body)),
+            &path,
+            Some(("application/yaml", text.as_bytes().to_vec())),
         )
         .await
     }

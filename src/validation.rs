@@ -26,10 +26,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use sdc_docker_api::with_kind;
 use sdc_docker_store::model::Condition;
 use sdc_docker_store::{
-    Api, Decoded, Error as StoreError, EventKind, KeyValue, Kind, Resource, Store, WatchItem, keys,
+    Decoded, Error as StoreError, EventKind, KeyValue, Kind, Resource, Store, WatchItem, decode,
+    keys, new_uid, with_kind,
 };
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -207,7 +207,7 @@ impl<K: Resource> Validator<K> {
         if keys::parse(&kv.key).is_none() {
             return true;
         }
-        let next = match Api::<K>::decode(kv) {
+        let next = match decode::<K>(kv) {
             Decoded::Valid(_) => repaired_valid(&kv.value),
             Decoded::Invalid { message, .. } => match serde_json::from_slice::<Value>(&kv.value) {
                 Ok(Value::Object(object)) => {
@@ -308,7 +308,7 @@ fn with_invalid_condition<K: Resource>(
             value: bytes.clone(),
             ..kv.clone()
         };
-        match Api::<K>::decode(&probe) {
+        match decode::<K>(&probe) {
             Decoded::Invalid { message: now, .. } if now != message => message = now,
             _ => break,
         }
@@ -354,7 +354,7 @@ fn repaired_valid(raw: &[u8]) -> Option<Vec<u8>> {
             .and_then(Value::as_str)
             .is_none_or(str::is_empty)
         {
-            meta.insert("uid".into(), uuid::Uuid::new_v4().to_string().into());
+            meta.insert("uid".into(), new_uid().into());
             changed = true;
         }
         if meta.get("creationTimestamp").is_none_or(Value::is_null) {
@@ -393,6 +393,7 @@ fn repaired_valid(raw: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sdc_docker_store::Api;
     use sdc_docker_store::model::Container;
 
     fn kv(value: &str) -> KeyValue {
@@ -406,7 +407,7 @@ mod tests {
     }
 
     fn decode_message(raw: &[u8]) -> Option<String> {
-        match Api::<Container>::decode(&KeyValue {
+        match decode::<Container>(&KeyValue {
             value: raw.to_vec(),
             ..kv("")
         }) {
@@ -517,6 +518,7 @@ mod tests {
             "describes the stored value"
         );
         assert!(now.contains("column"), "{now}");
+        assert!(now.starts_with("spec.memory: "), "names the field: {now}");
 
         // Its echo changes nothing.
         let Value::Object(object) = stored else {
@@ -526,6 +528,14 @@ mod tests {
             with_invalid_condition::<Container>(&kv(""), object, &now),
             None
         );
+    }
+
+    #[test]
+    fn a_value_whose_kind_is_lower_case_or_plural_is_not_malformed() {
+        for kind in ["container", "containers"] {
+            let raw = format!(r#"{{"kind": "{kind}", "metadata": {{"name": "ok"}}}}"#);
+            assert_eq!(decode_message(raw.as_bytes()), None, "{kind}");
+        }
     }
 
     #[test]

@@ -75,6 +75,12 @@ fn round_trip(server: &Server) {
     assert!(yaml.stdout.contains("kind: Container"), "{yaml:?}");
     assert!(yaml.stdout.contains("image: nginx"), "{yaml:?}");
     assert!(yaml.stdout.contains("team: edge"), "{yaml:?}");
+    // What `get -o yaml` prints (status, uid, resourceVersion and all) is
+    // taken back by `apply` as it is.
+    let shown = server.write_file("web-as-shown.yaml", &yaml.stdout);
+    let shown = server.sdc(&["apply", "-f", shown.to_str().expect("UTF-8 path")]);
+    assert!(shown.ok, "{shown:?}");
+    assert_eq!(shown.stdout, "container/web unchanged\n");
 
     let again = server.sdc(&["apply", "-f", file]);
     assert_eq!(
@@ -191,6 +197,48 @@ async fn an_edit_of_an_object_changed_meanwhile_is_a_conflict_and_the_edit_is_ke
 }
 
 #[tokio::test]
+async fn a_typo_made_in_edit_is_named_at_its_line_in_the_edited_file_and_nothing_changes() {
+    let server = Server::start("embedded").await;
+    let web = server.write_file("web.yaml", WEB);
+    assert!(
+        server
+            .sdc(&["apply", "-f", web.to_str().expect("UTF-8")])
+            .ok
+    );
+    let editor = server.write_script(
+        "typo-editor.sh",
+        r#"sed -i 's/^  image: nginx$/  imgae: nginx:typo/' "$1""#,
+    );
+    let out = server.sdc_with(
+        &["edit", "container", "web"],
+        &[("EDITOR", editor.to_str().expect("UTF-8"))],
+        None,
+    );
+    assert!(!out.ok, "{out:?}");
+    let kept = out
+        .stderr
+        .split_whitespace()
+        .find(|w| w.contains("sdc-docker-edit-"))
+        .expect("the message names the kept file");
+    let kept_text = std::fs::read_to_string(kept).expect("the edited file is kept");
+    let line = kept_text
+        .lines()
+        .position(|l| l.starts_with("  imgae:"))
+        .expect("the typo is in the kept file")
+        + 1;
+    assert!(
+        out.stderr.contains(&format!(
+            "unknown field spec.imgae at line {line}, column 3"
+        )),
+        "the error points into the edited file: {out:?}"
+    );
+    let _ = std::fs::remove_file(kept);
+    let stored = get_json(&server, "container", "web");
+    assert_eq!(stored["spec"]["image"], "nginx");
+    assert_eq!(stored["metadata"]["generation"], 1);
+}
+
+#[tokio::test]
 async fn malformed_yaml_in_apply_names_line_and_column_and_stores_nothing() {
     let server = Server::start("embedded").await;
     let file = format!(
@@ -205,7 +253,11 @@ async fn malformed_yaml_in_apply_names_line_and_column_and_stores_nothing() {
         out.stderr.starts_with("error: document 2 (line 12): "),
         "{out:?}"
     );
-    assert!(out.stderr.contains("line 17, column 11"), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("spec.memory: invalid i64 at line 17, column 11"),
+        "{out:?}"
+    );
 
     let syntax = server.sdc_with(
         &["apply", "-f", "-"],
@@ -225,6 +277,24 @@ async fn malformed_yaml_in_apply_names_line_and_column_and_stores_nothing() {
 }
 
 #[tokio::test]
+async fn a_typo_in_a_field_name_in_apply_is_named_and_nothing_is_stored() {
+    let server = Server::start("embedded").await;
+    let file = server.write_file(
+        "typo.yaml",
+        &WEB.replace("  image: nginx", "  imgae: nginx"),
+    );
+    let out = server.sdc(&["apply", "-f", file.to_str().expect("UTF-8 path")]);
+    assert!(!out.ok, "{out:?}");
+    assert_eq!(
+        out.stderr,
+        "error: document 1 (line 1): unknown field spec.imgae at line 8, column 3\n"
+    );
+    let listed = server.sdc(&["get", "containers"]);
+    assert!(listed.ok, "{listed:?}");
+    assert_eq!(listed.stdout, "", "nothing was stored: {listed:?}");
+}
+
+#[tokio::test]
 async fn a_spec_written_with_etcdctl_appears_in_get() {
     let etcd = Etcd::start().await;
     let server = Server::start(&etcd.store_url()).await;
@@ -233,7 +303,8 @@ async fn a_spec_written_with_etcdctl_appears_in_get() {
         &[
             "put",
             "/sdc-docker/v1/containers/default/by-hand",
-            r#"{"kind":"Container","metadata":{"name":"by-hand"},"spec":{"image":"busybox","cmd":["sleep","1d"]}}"#,
+            // Any spelling of the kind `sdc-docker get` takes will do.
+            r#"{"kind":"container","metadata":{"name":"by-hand"},"spec":{"image":"busybox","cmd":["sleep","1d"]}}"#,
         ],
     );
     assert!(put.ok, "{put:?}");
@@ -259,6 +330,13 @@ async fn a_spec_written_with_etcdctl_appears_in_get() {
     })
     .await;
     assert_eq!(object["spec"]["cmd"], serde_json::json!(["sleep", "1d"]));
+    assert_eq!(object["kind"], "Container");
+    assert!(
+        object["status"]["conditions"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "not marked invalid: {object}"
+    );
 }
 
 #[tokio::test]
@@ -349,7 +427,7 @@ async fn a_malformed_spec_put_with_etcdctl_gets_an_invalid_condition_while_other
     assert!(
         listed
             .stdout
-            .contains("container/bad does not decode: invalid type: string \"lots\""),
+            .contains("container/bad does not decode: spec.memory: invalid type: string \"lots\""),
         "{listed:?}"
     );
     assert_eq!(

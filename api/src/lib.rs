@@ -17,11 +17,7 @@ pub mod admin;
 pub mod build_info;
 pub mod docker;
 mod error;
-mod kinds;
 #[cfg(test)]
 mod test_support;
 
 pub use error::ApiError;
-
-#[doc(hidden)]
-pub use sdc_docker_store as __store;

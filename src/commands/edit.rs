@@ -70,7 +70,7 @@ pub async fn run(args: EditArgs) -> anyhow::Result<ExitCode> {
         println!("Edit cancelled, no changes made.");
         return Ok(ExitCode::SUCCESS);
     }
-    let mut changed: Value = match serde_saphyr::from_str(&edited) {
+    let changed: Value = match serde_saphyr::from_str(&edited) {
         Ok(value) => value,
         Err(e) => {
             let (_, path) = file.keep().context("keeping the edited file")?;
@@ -86,21 +86,10 @@ pub async fn run(args: EditArgs) -> anyhow::Result<ExitCode> {
         println!("Edit cancelled, no changes made.");
         return Ok(ExitCode::SUCCESS);
     }
-    // The guard is what we read, whatever the file now says.
-    match changed.pointer_mut("/metadata") {
-        Some(Value::Object(meta)) => {
-            meta.insert("resourceVersion".into(), read.into());
-        }
-        _ => {
-            let (_, path) = file.keep().context("keeping the edited file")?;
-            bail!(
-                "the edited file has no metadata; nothing was changed; your edit is kept in {}",
-                path.display()
-            );
-        }
-    }
+    // The file goes as it is, so errors point at its lines; the guard is
+    // what we read, whatever the file now says.
     match client
-        .replace(args.kind, account, &args.name, &changed)
+        .replace_text(args.kind, account, &args.name, &edited, read)
         .await
     {
         Ok(stored) => {

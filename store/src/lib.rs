@@ -9,8 +9,11 @@
 //!   [`EtcdStore`] for several instances sharing an etcd cluster, and
 //!   [`EmbeddedStore`] for one machine with nothing installed;
 //! - the resource model ([`model`]): every object is `{metadata, spec, status}`;
-//! - typed access ([`Api`]) and leader [`election`] built on the raw trait, so
-//!   both backends share one implementation of each.
+//! - typed access ([`Api`]; [`decode`] and [`encode`] for code that reads or
+//!   writes the raw [`Store`] itself) and leader [`election`] built on the
+//!   raw trait, so both backends share one implementation of each;
+//! - [`with_kind!`] to reach generic code from a [`Kind`] known only at run
+//!   time.
 
 pub mod backend;
 pub mod election;
@@ -25,4 +28,4 @@ pub use election::{Election, Leadership};
 pub use error::{Error, Result};
 pub use kv::{Event, EventKind, Fence, KeyValue, LeaseId, Store, WatchItem, WatchStream};
 pub use model::{Kind, Metadata, Resource};
-pub use typed::{Api, Decoded, ObjectEvent, ObjectList};
+pub use typed::{Api, Decoded, ObjectEvent, ObjectList, decode, encode, new_uid};

@@ -15,7 +15,7 @@ use futures::{Stream, StreamExt};
 use time::OffsetDateTime;
 
 use crate::kv::{EventKind, Fence, KeyValue, Store, WatchItem};
-use crate::model::{API_VERSION, Resource};
+use crate::model::{API_VERSION, Kind, Resource};
 use crate::{Error, Result, keys};
 
 /// Typed operations on one kind, in one account.
@@ -91,6 +91,14 @@ pub enum ObjectEvent<K> {
 
 /// Decode a stored value as `K`, taking name, account and resource version
 /// from the key and revision.
+///
+/// Tolerant by design: fields `K` does not know are dropped, since a newer
+/// instance sharing the store may have written them. `kind` may be any
+/// spelling [`Kind::parse`] accepts (`container`, `containers`, as someone
+/// with `etcdctl` may write it) and is read back as the canonical one. The
+/// message of a value that does not decode names the field, then the line
+/// and column: ``spec.image: invalid type: integer `42`, expected a string
+/// at line 1 column 45``.
 pub fn decode<K: Resource>(kv: &KeyValue) -> Decoded<K> {
     let (name, account) = match keys::parse(&kv.key) {
         Some((_, account, name)) => (name.to_string(), account.to_string()),
@@ -103,24 +111,35 @@ pub fn decode<K: Resource>(kv: &KeyValue) -> Decoded<K> {
         resource_version: kv.mod_revision,
         raw: kv.value.clone(),
     };
-    match serde_json::from_slice::<K>(&kv.value) {
+    match from_json::<K>(&kv.value) {
         Ok(mut obj) => {
             let kind = obj.kind_field();
-            if !kind.is_empty() && kind != K::KIND.as_str() {
+            if !kind.is_empty() && Kind::parse(kind) != Some(K::KIND) {
                 return invalid(format!(
                     "kind is {kind:?}, but {} holds {} objects",
                     kv.key,
                     K::KIND
                 ));
             }
+            *obj.kind_field_mut() = K::KIND.as_str().to_string();
             let meta = obj.metadata_mut();
             meta.name = name;
             meta.account = account;
             meta.resource_version = kv.mod_revision;
             Decoded::Valid(obj)
         }
-        Err(e) => invalid(e.to_string()),
+        Err(message) => invalid(message),
     }
+}
+
+/// `serde_json::from_slice`, with the path of the offending field in front
+/// of the message.
+fn from_json<K: Resource>(bytes: &[u8]) -> std::result::Result<K, String> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let obj = serde_path_to_error::deserialize(&mut de).map_err(|e| e.to_string())?;
+    // Trailing bytes after the object are an error, as in `from_slice`.
+    de.end().map_err(|e| e.to_string())?;
+    Ok(obj)
 }
 
 /// Encode an object for storage: `resourceVersion` is never stored, and
@@ -149,18 +168,6 @@ impl<K: Resource> Api<K> {
             fence: None,
             _kind: PhantomData,
         }
-    }
-
-    /// Decode a raw key-value as `K` ([`decode`], reachable from other
-    /// crates): for code that reads the raw [`Store`] across accounts.
-    pub fn decode(kv: &KeyValue) -> Decoded<K> {
-        decode(kv)
-    }
-
-    /// Encode an object for storage ([`encode`], reachable from other
-    /// crates): for code that writes the raw [`Store`] with its own guard.
-    pub fn encode(obj: &K) -> Result<Vec<u8>> {
-        encode(obj)
     }
 
     /// Access `K` objects of the default account.
@@ -387,4 +394,70 @@ pub fn new_uid() -> String {
 
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Container;
+
+    fn stored(value: &str) -> KeyValue {
+        KeyValue {
+            key: "/sdc-docker/v1/containers/acme/web".into(),
+            value: value.as_bytes().to_vec(),
+            create_revision: 3,
+            mod_revision: 4,
+            lease: None,
+        }
+    }
+
+    fn message(decoded: Decoded<Container>) -> String {
+        match decoded {
+            Decoded::Invalid { message, .. } => message,
+            Decoded::Valid(obj) => panic!("expected invalid, decoded {obj:?}"),
+        }
+    }
+
+    #[test]
+    fn a_decode_error_names_the_field_then_the_line_and_column() {
+        let decoded = decode::<Container>(&stored(
+            r#"{"metadata":{"name":"web"},"spec":{"image":42}}"#,
+        ));
+        assert_eq!(
+            message(decoded),
+            "spec.image: invalid type: integer `42`, expected a string at line 1 column 45"
+        );
+        let decoded = decode::<Container>(&stored(r#"{"metadata":{"name":"web"}} trailing"#));
+        assert_eq!(message(decoded), "trailing characters at line 1 column 29");
+    }
+
+    #[test]
+    fn kind_may_be_any_spelling_kind_parse_accepts_and_reads_back_canonical() {
+        for kind in ["Container", "container", "containers", "CONTAINERS", ""] {
+            let value = format!(r#"{{"kind":"{kind}","metadata":{{"name":"x"}}}}"#);
+            match decode::<Container>(&stored(&value)) {
+                Decoded::Valid(obj) => {
+                    assert_eq!(obj.kind, "Container", "{kind:?}");
+                    assert_eq!(
+                        (obj.metadata.name.as_str(), obj.metadata.account.as_str()),
+                        ("web", "acme"),
+                        "the key names the object"
+                    );
+                    assert_eq!(obj.metadata.resource_version, 4);
+                }
+                bad => panic!("{kind:?} does not decode: {bad:?}"),
+            }
+        }
+        let decoded = decode::<Container>(&stored(r#"{"kind":"image","metadata":{"name":"x"}}"#));
+        assert!(message(decoded).starts_with("kind is \"image\""));
+    }
+
+    #[test]
+    fn fields_the_model_does_not_know_are_dropped_as_a_newer_instance_may_write_them() {
+        let value = r#"{"metadata":{"name":"web","ownerReferences":[]},"spec":{"image":"nginx","gpus":1},"status":{"newer":true}}"#;
+        match decode::<Container>(&stored(value)) {
+            Decoded::Valid(obj) => assert_eq!(obj.spec.image, "nginx"),
+            bad => panic!("does not decode: {bad:?}"),
+        }
+    }
 }

@@ -2,11 +2,11 @@
 //!
 //! Every document is read and checked before anything is stored, so a
 //! malformed document (bad YAML or JSON, an unknown kind, a field of the
-//! wrong type, a name used twice) stores nothing and answers 400 naming the
-//! document, line and column. The objects are then applied one by one in
-//! file order; a store failure part way stops there and says which objects
-//! were already applied (the store has no multi-key transaction across
-//! both backends' typed API).
+//! wrong type or that the kind does not know, a name used twice) stores
+//! nothing and answers 400 naming the document, field, line and column.
+//! The objects are then applied one by one in file order; a store failure
+//! part way stops there and says which objects were already applied (the
+//! store has no multi-key transaction across both backends' typed API).
 
 use std::collections::HashMap;
 
@@ -14,12 +14,12 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
-use sdc_docker_store::Kind;
+use sdc_docker_store::{Kind, with_kind};
 
 use super::objects::{self, describe};
 use super::wire::{Applied, ApplyReport};
 use super::{AdminState, Scope, check_head, documents};
-use crate::{ApiError, with_kind};
+use crate::ApiError;
 
 /// A checked document, ready to apply.
 struct Planned {

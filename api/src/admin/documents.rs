@@ -8,6 +8,12 @@
 //! which everything before it is blanked out but the newlines are kept, so
 //! the line and column an error names are those of the whole file.
 //!
+//! A document comes from a person, so [`Document::parse`] is strict where
+//! the store is tolerant: a field the target type does not know (a typo,
+//! `spec.imgae`) is an error naming it, where the store drops such fields
+//! for the sake of newer instances. Errors name the path of the field
+//! (`spec.memory: invalid i64 at line 6, column 11`).
+//!
 //! Limits: a `---` inside a block scalar indented at column 0 is taken as a
 //! separator (YAML forbids it there anyway); `%` directives are ignored;
 //! top-level flow-style YAML (`{kind: Container, …}`) is read as JSON and
@@ -16,6 +22,8 @@
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
+
+use super::field_path::{self, FieldPath};
 
 /// How a document is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,13 +91,81 @@ impl Document {
         self.format
     }
 
-    /// Parse the document as `T`; errors name the line and column in the
-    /// whole file.
+    /// Read the document's [`Head`] (`None` when the document is empty),
+    /// ignoring every other field: those are checked when the document is
+    /// parsed as its kind.
+    pub fn head(&self) -> Result<Option<Head>, DocumentError> {
+        self.deserialize().map(|(head, _)| head)
+    }
+
+    /// Parse the document as `T`. A field `T` does not know is an error
+    /// naming it, except under a top-level `status`: that is what
+    /// controllers observed, shown by `sdc-docker get -o yaml` (perhaps by a
+    /// newer instance that knows more of it) and never taken from a
+    /// document by a replace. Errors name the path of the field and the line
+    /// and column in the whole file.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, DocumentError> {
-        match self.format {
-            Format::Json => serde_json::from_str(&self.text).map_err(|e| self.error(e.to_string())),
-            Format::Yaml => serde_saphyr::from_str(&self.text)
-                .map_err(|e| self.error(e.without_snippet().to_string())),
+        let (value, unknown) = self.deserialize()?;
+        let unknown: Vec<String> = unknown
+            .iter()
+            .filter(|path| path.first_key() != Some(UNCHECKED))
+            .map(|path| self.locate(path))
+            .collect();
+        if unknown.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.error(unknown.join("; ")))
+        }
+    }
+
+    /// Deserialize the document as `T`, with the paths of the fields `T`
+    /// ignored.
+    fn deserialize<T: DeserializeOwned>(&self) -> Result<(T, Vec<FieldPath>), DocumentError> {
+        let mut unknown = Vec::new();
+        let mut record = |path: serde_ignored::Path| unknown.push(FieldPath::from(&path));
+        let mut track = serde_path_to_error::Track::new();
+        let result = match self.format {
+            Format::Json => {
+                let mut de = serde_json::Deserializer::from_str(&self.text);
+                let tracked = serde_path_to_error::Deserializer::new(&mut de, &mut track);
+                T::deserialize(serde_ignored::Deserializer::new(tracked, &mut record))
+                    .and_then(|value| de.end().map(|()| value))
+                    .map_err(|e| e.to_string())
+            }
+            Format::Yaml => serde_saphyr::with_deserializer_from_str(&self.text, |de| {
+                let tracked = serde_path_to_error::Deserializer::new(de, &mut track);
+                T::deserialize(serde_ignored::Deserializer::new(tracked, &mut record))
+            })
+            .map_err(|e| e.without_snippet().to_string()),
+        };
+        match result {
+            Ok(value) => Ok((value, unknown)),
+            Err(message) => {
+                let path = FieldPath::from(&track.path());
+                if path.is_empty() {
+                    Err(self.error(message))
+                } else {
+                    Err(self.error(format!("{path}: {message}")))
+                }
+            }
+        }
+    }
+
+    /// `unknown field PATH`, with the line and column of its key when the
+    /// parser finds it again.
+    fn locate(&self, path: &FieldPath) -> String {
+        let sought = match self.format {
+            Format::Json => path
+                .seek(&mut serde_json::Deserializer::from_str(&self.text))
+                .map_err(|e| e.to_string()),
+            Format::Yaml => {
+                serde_saphyr::with_deserializer_from_str(&self.text, |de| path.seek(de))
+                    .map_err(|e| e.without_snippet().to_string())
+            }
+        };
+        match sought.err().as_deref().and_then(field_path::position) {
+            Some(at) => format!("unknown field {path}{at}"),
+            None => format!("unknown field {path}"),
         }
     }
 
@@ -102,6 +178,9 @@ impl Document {
         }
     }
 }
+
+/// The top-level field whose unknown fields [`Document::parse`] lets pass.
+const UNCHECKED: &str = "status";
 
 /// Split `text` into its non-empty documents.
 pub fn split(text: &str) -> Result<Vec<Document>, DocumentError> {
@@ -296,6 +375,101 @@ mod tests {
         assert_eq!(docs[0].format(), Format::Json);
         let err = docs[1].parse::<Small>().expect_err("count is a string");
         assert!(err.message.ends_with("line 3 column 27"), "{err}");
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Object {
+        kind: String,
+        #[serde(default)]
+        spec: Spec,
+        #[serde(default)]
+        status: Spec,
+    }
+
+    #[derive(Debug, Default, Deserialize, PartialEq)]
+    struct Spec {
+        #[serde(default)]
+        image: String,
+        #[serde(default)]
+        ports: Vec<Port>,
+    }
+
+    #[derive(Debug, Default, Deserialize, PartialEq)]
+    struct Port {
+        #[serde(default)]
+        number: i64,
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_named_by_its_path_in_yaml_and_json() {
+        let docs =
+            split("kind: A\nspec:\n  ports:\n  - number: 1\n  - number: lots\n").expect("split");
+        let err = docs[0].parse::<Object>().expect_err("lots is not a number");
+        assert_eq!(
+            err.to_string(),
+            "document 1 (line 1): spec.ports[1].number: invalid i64 at line 5, column 13"
+        );
+        let docs = split("{\"kind\": \"A\",\n \"spec\": {\"image\": 42}}").expect("split");
+        let err = docs[0].parse::<Object>().expect_err("42 is not a string");
+        assert_eq!(
+            err.to_string(),
+            "document 1 (line 1): spec.image: invalid type: integer `42`, expected a string at line 2 column 21"
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_inside_a_mapping_names_the_mapping() {
+        let docs = split("kind: A\nspec: {image: x\n").expect("split");
+        let err = docs[0].parse::<Object>().expect_err("unclosed mapping");
+        assert!(
+            err.message.starts_with("spec: ") && !err.message.contains('?'),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_errors_naming_each_with_its_line_and_column() {
+        let text = "kind: A\n---\nkind: B\nspec:\n  image: x\n  imgae: y\n  ports:\n  - number: 1\n    nubmer: 2\n";
+        let docs = split(text).expect("split");
+        assert!(docs[0].parse::<Object>().is_ok());
+        let err = docs[1].parse::<Object>().expect_err("two typos");
+        assert_eq!(
+            err.to_string(),
+            "document 2 (line 3): unknown field spec.imgae at line 6, column 3; unknown field spec.ports[0].nubmer at line 9, column 5"
+        );
+        let docs = split("{\"kind\": \"A\",\n \"spce\": {}}").expect("split");
+        let err = docs[0].parse::<Object>().expect_err("a typo");
+        assert_eq!(
+            err.to_string(),
+            "document 1 (line 1): unknown field spce at line 2 column 7"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_under_status_are_let_pass() {
+        let docs =
+            split("kind: A\nstatus:\n  image: x\n  observedByANewerVersion: 1\n").expect("split");
+        let parsed = docs[0].parse::<Object>().expect("status is not checked");
+        assert_eq!(parsed.status.image, "x");
+    }
+
+    #[test]
+    fn the_head_is_read_whatever_else_the_document_holds() {
+        let docs = split(
+            "apiVersion: sdc-docker/v1\nkind: Container\nmetadata:\n  name: web\n  uid: u\nspec:\n  imgae: x\n",
+        )
+        .expect("split");
+        let head = docs[0].head().expect("head").expect("not empty");
+        assert_eq!(
+            (head.kind.as_str(), head.metadata.name.as_str()),
+            ("Container", "web")
+        );
+        assert!(
+            split("~\n").expect("split")[0]
+                .head()
+                .expect("head")
+                .is_none()
+        );
     }
 
     #[test]

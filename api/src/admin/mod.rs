@@ -13,11 +13,14 @@
 //!
 //! `{kind}` is any spelling [`Kind::parse`] accepts (`container`,
 //! `containers`, `Container`); `account` defaults to `default`. Bodies are
-//! YAML or JSON; a malformed one is a 400 naming the document, line and
-//! column, and nothing of it is stored.
+//! YAML or JSON; a malformed one (including one with a field its kind does
+//! not know, such as a typo) is a 400 naming the document, the field's path,
+//! line and column, and nothing of it is stored. What `GET` answers is
+//! accepted back unchanged by `PUT` and `apply`.
 
 mod apply;
 pub mod documents;
+mod field_path;
 pub mod objects;
 pub mod wire;
 
@@ -28,10 +31,10 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use sdc_docker_store::{Kind, Store, keys};
+use sdc_docker_store::{Kind, Store, keys, with_kind};
 use serde::Deserialize;
 
-use crate::{ApiError, with_kind};
+use crate::ApiError;
 use documents::{Document, Head};
 
 /// The largest body the admin API reads.
@@ -70,7 +73,9 @@ pub struct Scope {
     /// The account; `default` when absent.
     #[serde(default)]
     pub account: Option<String>,
-    /// For delete: only if the object is still at this revision.
+    /// For delete and replace: only if the object is still at this
+    /// revision (for replace it overrides `metadata.resourceVersion` in the
+    /// body, so a client can send a person's file unchanged).
     #[serde(default)]
     pub resource_version: Option<i64>,
 }
@@ -140,7 +145,8 @@ async fn replace(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Path((kind, name)) = path?;
     let kind = parse_kind(&kind)?;
-    let account = scope?.account()?;
+    let scope = scope?.0;
+    let account = scope.account()?;
     let body = body?;
     let text = std::str::from_utf8(&body)
         .map_err(|e| ApiError::bad_request(format!("the body is not UTF-8: {e}")))?;
@@ -162,6 +168,9 @@ async fn replace(
         let mut obj: K = document.parse().map_err(|e| ApiError::bad_request(e.to_string()))?;
         obj.metadata_mut().name = name.clone();
         obj.metadata_mut().account = account.clone();
+        if let Some(guard) = scope.resource_version {
+            obj.metadata_mut().resource_version = guard;
+        }
         let stored = objects::replace::<K>(state.store, &account, obj).await?;
         serde_json::to_value(&stored).map_err(|e| ApiError::internal(e.to_string()))
     })?;
@@ -192,8 +201,8 @@ fn check_head(
     account: &str,
 ) -> Result<Head, ApiError> {
     let bad = |message: String| ApiError::bad_request(document.error(message).to_string());
-    let head: Option<Head> = document
-        .parse()
+    let head = document
+        .head()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let head = head.ok_or_else(|| bad("the document is empty".to_string()))?;
     if let Some(version) = &head.api_version

@@ -10,7 +10,9 @@
 
 use std::sync::Arc;
 
-use sdc_docker_store::{Api, Decoded, Error as StoreError, Kind, Resource, Store, keys};
+use sdc_docker_store::{
+    Api, Decoded, Error as StoreError, Kind, Resource, Store, encode, keys, new_uid,
+};
 use time::OffsetDateTime;
 
 use super::wire::{Action, Applied, Deleted, InvalidObject, ObjectList};
@@ -308,7 +310,7 @@ pub async fn overwrite_invalid<K: Resource>(
     meta.uid = field("uid")
         .and_then(|v| v.as_str())
         .filter(|s| !s.is_empty())
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
+        .map_or_else(new_uid, str::to_string);
     meta.creation_timestamp = Some(
         field("creationTimestamp")
             .and_then(|v| v.as_str())
@@ -324,7 +326,7 @@ pub async fn overwrite_invalid<K: Resource>(
         + 1;
     meta.deletion_timestamp = None;
     let name = meta.name.clone();
-    let value = Api::<K>::encode(&next)?;
+    let value = encode(&next)?;
     let revision = api
         .store()
         .update(&api.key(&name), value, expected, None)

@@ -71,8 +71,10 @@ async fn a_malformed_document_names_its_line_and_column_and_stores_nothing() {
     let (status, error) = call(&store, "POST", "/v1/apply", &file).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let message = error["message"].as_str().unwrap_or_default();
-    assert!(message.starts_with("document 2 (line 9): "), "{message}");
-    assert!(message.contains("line 14, column 11"), "{message}");
+    assert_eq!(
+        message,
+        "document 2 (line 9): spec.memory: invalid i64 at line 14, column 11"
+    );
 
     let (_, list) = call(&store, "GET", "/v1/container", "").await;
     assert_eq!(
@@ -212,4 +214,149 @@ async fn a_body_over_the_limit_is_refused_as_json() {
     let (status, error) = call(&store, "POST", "/v1/apply", &huge).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+}
+
+/// The message of an error answer.
+fn message(error: &Value) -> &str {
+    error["message"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_typo_in_a_field_name_in_apply_is_refused_naming_it_and_nothing_is_stored() {
+    let store = TestStore::new().await;
+    let file = format!(
+        "{WEB}---\nkind: Container\nmetadata:\n  name: db\n  lables: {{team: data}}\nspec:\n  imgae: postgres\n"
+    );
+    let (status, error) = call(&store, "POST", "/v1/apply", &file).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        message(&error),
+        "document 2 (line 9): unknown field metadata.lables at line 12, column 3; unknown field spec.imgae at line 14, column 3"
+    );
+    let (_, list) = call(&store, "GET", "/v1/containers", "").await;
+    assert_eq!(
+        list["items"],
+        Value::Array(vec![]),
+        "nothing stored: {list}"
+    );
+}
+
+#[tokio::test]
+async fn a_typo_in_a_field_name_in_a_replace_is_refused_and_the_object_is_kept() {
+    let store = TestStore::new().await;
+    call(&store, "POST", "/v1/apply", WEB).await;
+    let (_, web) = call(&store, "GET", "/v1/containers/web", "").await;
+
+    let mut typo = web.clone();
+    typo["spec"]["restartPolicy"]["maximumRetryCuont"] = 3.into();
+    let body = serde_json::to_string_pretty(&typo).expect("JSON");
+    let (status, error) = call(&store, "PUT", "/v1/containers/web", &body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let message = message(&error);
+    assert!(
+        message.starts_with(
+            "document 1 (line 1): unknown field spec.restartPolicy.maximumRetryCuont at line "
+        ),
+        "{message}"
+    );
+
+    let (_, now) = call(&store, "GET", "/v1/containers/web", "").await;
+    assert_eq!(now, web, "the stored object is unchanged");
+}
+
+#[tokio::test]
+async fn an_object_as_get_answers_it_is_accepted_back_unchanged_by_apply_and_replace() {
+    let store = TestStore::new().await;
+    call(&store, "POST", "/v1/apply", WEB).await;
+    let (_, mut web) = call(&store, "GET", "/v1/containers/web", "").await;
+    for field in ["uid", "creationTimestamp", "resourceVersion", "generation"] {
+        assert!(
+            !web["metadata"][field].is_null(),
+            "GET shows metadata.{field}: {web}"
+        );
+    }
+    // As a newer instance sharing the store might show it.
+    web["status"]["observedByANewerVersion"] = true.into();
+
+    let yaml = serde_saphyr::to_string(&web).expect("YAML");
+    let (status, report) = call(&store, "POST", "/v1/apply", &yaml).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["results"][0]["action"], "unchanged");
+
+    let (status, stored) = call(&store, "PUT", "/v1/containers/web", &web.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    assert_eq!(
+        stored["metadata"]["resourceVersion"],
+        web["metadata"]["resourceVersion"]
+    );
+}
+
+#[tokio::test]
+async fn a_value_stored_with_a_lower_case_or_plural_kind_decodes_as_its_kind() {
+    let store = TestStore::new().await;
+    for (name, kind) in [("lower", "container"), ("plural", "containers")] {
+        let value = format!(
+            r#"{{"kind":"{kind}","metadata":{{"name":"{name}"}},"spec":{{"image":"busybox"}}}}"#
+        );
+        store
+            .store
+            .create(
+                &format!("/sdc-docker/v1/containers/default/{name}"),
+                value.into_bytes(),
+                None,
+                None,
+            )
+            .await
+            .expect("raw create");
+    }
+    store
+        .store
+        .create(
+            "/sdc-docker/v1/containers/default/image",
+            br#"{"kind":"image","metadata":{"name":"image"}}"#.to_vec(),
+            None,
+            None,
+        )
+        .await
+        .expect("raw create");
+
+    let (status, list) = call(&store, "GET", "/v1/containers", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let kinds: Vec<(&str, &str)> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| {
+            (
+                o["metadata"]["name"].as_str().unwrap_or_default(),
+                o["kind"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(kinds, [("lower", "Container"), ("plural", "Container")]);
+    assert_eq!(list["invalid"][0]["name"], "image");
+    assert_eq!(
+        list["invalid"][0]["error"],
+        "kind is \"image\", but /sdc-docker/v1/containers/default/image holds Container objects"
+    );
+}
+
+#[tokio::test]
+async fn a_stored_value_of_the_wrong_type_is_listed_with_the_path_of_the_field() {
+    let store = TestStore::new().await;
+    store
+        .store
+        .create(
+            "/sdc-docker/v1/containers/default/bad",
+            br#"{"metadata":{"name":"bad"},"spec":{"image":42}}"#.to_vec(),
+            None,
+            None,
+        )
+        .await
+        .expect("raw create");
+    let (_, list) = call(&store, "GET", "/v1/containers", "").await;
+    assert_eq!(
+        list["invalid"][0]["error"],
+        "spec.image: invalid type: integer `42`, expected a string at line 1 column 45"
+    );
 }

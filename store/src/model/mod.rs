@@ -133,8 +133,58 @@ pub trait Resource:
     fn status(&self) -> &Self::Status;
     /// The status, to change.
     fn status_mut(&mut self) -> &mut Self::Status;
-    /// The `kind` field as read (empty when the document left it out).
+    /// The `kind` field as read (empty when the document left it out; the
+    /// canonical spelling once [`decode`](crate::decode)d).
     fn kind_field(&self) -> &str;
+    /// The `kind` field, to change.
+    fn kind_field_mut(&mut self) -> &mut String;
+}
+
+/// Run `$body` with the type alias `$k` bound to the struct of `$kind`, a
+/// [`Kind`] known only at run time (a URL segment, a document's `kind:`, a
+/// key's prefix).
+///
+/// ```ignore
+/// let n = with_kind!(kind, K => count::<K>(&store).await)?;
+/// ```
+///
+/// A macro rather than a function because each arm instantiates the generic
+/// code with another type, and async code awaited in each arm yields futures
+/// of different types: `$body` is expanded inside each arm of a `match` in
+/// the caller's own function, so it may `.await` and use `?`. It lives beside
+/// [`Kind`] so that a new kind is added in one file.
+#[macro_export]
+macro_rules! with_kind {
+    ($kind:expr, $k:ident => $body:expr) => {{
+        #[allow(unused_imports)]
+        use $crate::Resource as _;
+        match $kind {
+            $crate::Kind::Container => {
+                type $k = $crate::model::Container;
+                $body
+            }
+            $crate::Kind::Image => {
+                type $k = $crate::model::Image;
+                $body
+            }
+            $crate::Kind::Network => {
+                type $k = $crate::model::Network;
+                $body
+            }
+            $crate::Kind::Volume => {
+                type $k = $crate::model::Volume;
+                $body
+            }
+            $crate::Kind::Node => {
+                type $k = $crate::model::Node;
+                $body
+            }
+            $crate::Kind::Package => {
+                type $k = $crate::model::Package;
+                $body
+            }
+        }
+    }};
 }
 
 fn default_api_version() -> String {
@@ -186,6 +236,7 @@ macro_rules! resource {
             fn status(&self) -> &$status { &self.status }
             fn status_mut(&mut self) -> &mut $status { &mut self.status }
             fn kind_field(&self) -> &str { &self.kind }
+            fn kind_field_mut(&mut self) -> &mut String { &mut self.kind }
         }
     };
 }
@@ -201,5 +252,12 @@ mod tests {
         assert_eq!(Kind::parse("Container"), Some(Kind::Container));
         assert_eq!(Kind::parse("PACKAGE"), Some(Kind::Package));
         assert_eq!(Kind::parse("pods"), None);
+    }
+
+    #[test]
+    fn with_kind_binds_the_struct_of_each_kind() {
+        for kind in Kind::ALL {
+            assert_eq!(crate::with_kind!(kind, K => K::KIND), kind);
+        }
     }
 }
