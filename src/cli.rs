@@ -60,6 +60,25 @@ pub struct ServeArgs {
     /// Log format (the level comes from RUST_LOG, default `info`).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// How long a cluster-scoped controller's leadership lease lives without
+    /// renewal (renewed every third of it): after this long without reaching
+    /// the store an instance stops leading, and another takes over.
+    #[arg(long, default_value = "10s", value_parser = parse_lease_ttl)]
+    pub lease_ttl: std::time::Duration,
+    /// This instance's name in leader elections and logs (default: the
+    /// hostname and process id).
+    #[arg(long)]
+    pub instance_id: Option<String>,
+}
+
+fn parse_lease_ttl(s: &str) -> Result<std::time::Duration, String> {
+    let ttl = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?;
+    if ttl < std::time::Duration::from_secs(1) {
+        return Err(format!(
+            "{s:?}: at least 1s (etcd counts leases in whole seconds)"
+        ));
+    }
+    Ok(ttl)
 }
 
 /// Where the admin API is, and which account to work in.

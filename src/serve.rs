@@ -1,15 +1,17 @@
 //! `sdc-docker serve`: open the store, bind every address, serve the Docker
-//! API and the admin API, run the validation loop, and stop cleanly.
+//! API and the admin API (with `/metrics`), run the controllers, and stop
+//! cleanly.
 //!
 //! Every address is bound before anything is served, so a typo in `-H`
 //! fails at once. Shutdown is a `watch` channel flipped once: servers stop
 //! accepting and finish open requests (for at most [`GRACE`]; long streams
-//! are cut after that), the validation loop stops, unix socket files are
-//! removed.
+//! are cut after that), the controllers drain and resign their
+//! leaderships, unix socket files are removed.
 
 use std::future::Future;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -17,6 +19,8 @@ use axum::Router;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+
+use sdc_docker_controllers::{Manager, ManagerOptions};
 
 use crate::address::Address;
 use crate::cli::ServeArgs;
@@ -41,7 +45,18 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()> + Send) -> 
     tracing::info!(store = %args.store, data_dir = %args.data_dir.display(), "store open");
 
     let docker = sdc_docker_api::docker::router(store.clone());
-    let admin = sdc_docker_api::admin::router(store.clone());
+    let instance_id = args.instance_id.clone().unwrap_or_else(default_instance_id);
+    let mut manager = Manager::new(
+        store.clone(),
+        ManagerOptions {
+            instance_id: instance_id.clone(),
+            lease_ttl: args.lease_ttl,
+            ..Default::default()
+        },
+    );
+    validation::add_controllers(&mut manager);
+    let metrics = manager.metrics();
+    let admin = sdc_docker_api::admin::router(store.clone(), Arc::new(move || metrics.render()));
     let mut bound = Vec::new();
     for host in &args.hosts {
         bound.push((bind(host).await?, docker.clone(), "docker"));
@@ -52,7 +67,11 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()> + Send) -> 
     bound.push((bind(&args.admin_host).await?, admin, "admin"));
 
     let (stop, stopped) = watch::channel(false);
-    let validation = tokio::spawn(validation::run(store.clone(), stopped.clone()));
+    let mut manager_stopped = stopped.clone();
+    tracing::info!(instance = %instance_id, lease_ttl = ?args.lease_ttl, "starting controllers");
+    let controllers = tokio::spawn(manager.run(async move {
+        let _ = manager_stopped.wait_for(|stop| *stop).await;
+    }));
     let mut sockets = Vec::new();
     let mut servers = JoinSet::new();
     for (listener, app, api) in bound {
@@ -86,8 +105,10 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()> + Send) -> 
         tracing::warn!(grace = ?GRACE, "connections still open after the grace period; closing them");
         servers.abort_all();
     }
-    if tokio::time::timeout(GRACE, validation).await.is_err() {
-        tracing::warn!("the validation loop did not stop in time");
+    match tokio::time::timeout(GRACE, controllers).await {
+        Err(_) => tracing::warn!("the controllers did not stop in time"),
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "a controller failed"),
+        Ok(_) => {}
     }
     for path in sockets {
         let _ = std::fs::remove_file(&path);
@@ -169,6 +190,17 @@ async fn serve_one(
                 .with_context(|| format!("serving the {api} API on unix://{}", path.display()))
         }
     }
+}
+
+/// This instance's name in elections when `--instance-id` is not given:
+/// the hostname and the process id.
+fn default_instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "sdc-docker".to_string());
+    format!("{host}-{}", std::process::id())
 }
 
 /// Completes on SIGTERM or SIGINT.

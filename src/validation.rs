@@ -1,40 +1,34 @@
-//! The validation loop: watches every kind's prefix (all accounts) and
-//! deals with values written straight into the store (an operator's
-//! `etcdctl put`), which bypass the admin API's checks.
+//! The spec-validation controllers: one per kind, cluster-scoped, on the
+//! controller runtime. They deal with values written straight into the
+//! store (an operator's `etcdctl put`), which bypass the admin API's checks.
 //!
 //! - A value that is a JSON object but does not decode as its kind gets a
 //!   `status.conditions` entry `{type: Invalid, status: "True", reason:
-//!   MalformedSpec, message: <decoder error with line and column>}`. The
-//!   message is computed on the value as it will be stored (the condition
-//!   itself shifts columns), so the write is done once and its echo
-//!   changes nothing: no loop.
-//! - A value that is not a JSON object is logged (once per revision); the
-//!   admin API's list shows it with its error.
+//!   MalformedSpec, message: <decoder error with field, line and column>}`.
+//!   The message is computed on the value as it will be stored (the
+//!   condition itself shifts columns), so the write is done once and its
+//!   echo changes nothing: no loop.
+//! - A value that is not a JSON object is logged when it changes (and at
+//!   each resync); the admin API's list shows it with its error.
 //! - A valid object still carrying that condition (the operator fixed it)
 //!   loses it; one lacking `uid`, `creationTimestamp` or `generation` gets
 //!   them.
 //!
-//! Every write is a compare-and-swap on the revision read, so a concurrent
-//! write always wins and is looked at in turn. The loop never stops on its
-//! own: it relists on `Compacted`, re-watches with backoff on errors, and
-//! one bad object never disturbs the others. It will move onto the
-//! controller runtime when that exists.
+//! The controllers see every change (`every_change`: an `etcdctl put` does
+//! not bump `generation`), read the stored value itself (so fields a newer
+//! instance wrote are kept), and write with compare-and-swap on the
+//! revision read and the leader's fence: a concurrent write always wins
+//! and is looked at in turn, and a deposed leader writes nothing.
 
-use std::collections::HashMap;
-use std::marker::PhantomData;
-use std::sync::Arc;
-use std::time::Duration;
-
-use futures::StreamExt;
+use sdc_docker_controllers::{
+    Action, Context, Controller, Manager, ObjectKey, ReconcileError, reconcile_fn,
+};
 use sdc_docker_store::model::Condition;
 use sdc_docker_store::{
-    Decoded, Error as StoreError, EventKind, KeyValue, Kind, Resource, Store, WatchItem, decode,
-    keys, new_uid, with_kind,
+    Decoded, Error as StoreError, KeyValue, Kind, Resource, decode, new_uid, with_kind,
 };
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 /// The condition type recorded on a malformed object.
 pub const INVALID: &str = "Invalid";
@@ -42,206 +36,67 @@ pub const INVALID: &str = "Invalid";
 /// The reason recorded with [`INVALID`].
 pub const MALFORMED_SPEC: &str = "MalformedSpec";
 
-/// First delay after a failure; doubled on each failure in a row.
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// The name of the validation controller of `kind` (and of its election).
+pub fn controller_name(kind: Kind) -> String {
+    format!("validate-{}", kind.plural())
+}
 
-/// The longest delay between retries.
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
-
-/// Run the loop for every kind until `stopped` turns true.
-pub async fn run(store: Arc<dyn Store>, stopped: watch::Receiver<bool>) {
-    let mut tasks = JoinSet::new();
+/// Add the validation controller of every kind to `manager`.
+pub fn add_controllers(manager: &mut Manager) {
     for kind in Kind::ALL {
         with_kind!(kind, K => {
-            tasks.spawn(run_kind::<K>(store.clone(), stopped.clone()));
+            manager.add(
+                Controller::<K>::new(&controller_name(kind), reconcile_fn(validate::<K>), ())
+                    .cluster_scoped()
+                    .every_change()
+                    .concurrency(4),
+            );
         });
     }
-    while tasks.join_next().await.is_some() {}
 }
 
-/// Doubling delays between retries, reset by progress.
-struct Backoff(Duration);
-
-impl Backoff {
-    fn next(&mut self) -> Duration {
-        let delay = self.0;
-        self.0 = (self.0 * 2).min(BACKOFF_MAX);
-        delay
-    }
-
-    fn reset(&mut self) {
-        self.0 = BACKOFF_MIN;
-    }
-}
-
-/// Sleep `delay`, or return true at once when stopped.
-async fn sleep_or_stop(delay: Duration, stopped: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = stopped.wait_for(|stop| *stop) => true,
-        () = tokio::time::sleep(delay) => false,
-    }
-}
-
-/// List, then watch, one kind's prefix, forever.
-async fn run_kind<K: Resource>(store: Arc<dyn Store>, mut stopped: watch::Receiver<bool>) {
-    let prefix = keys::prefix(K::KIND.plural(), None);
-    let mut validator = Validator::<K>::new(store.clone());
-    let mut backoff = Backoff(BACKOFF_MIN);
-    // Where to watch from; `None` means "relist first".
-    let mut resume: Option<i64> = None;
-    loop {
-        if *stopped.borrow() {
-            return;
+/// Look at one stored value and repair what needs it.
+async fn validate<K: Resource>(
+    key: ObjectKey,
+    ctx: Context<K, ()>,
+) -> Result<Action, ReconcileError> {
+    let store = ctx.api().store().clone();
+    let Some(kv) = store.get(&key.store_key()).await? else {
+        return Ok(Action::AwaitChange);
+    };
+    let Some(next) = repaired::<K>(&kv) else {
+        return Ok(Action::AwaitChange);
+    };
+    match store
+        .update(&kv.key, next, kv.mod_revision, ctx.fence())
+        .await
+    {
+        // Someone wrote since we read: their write triggers us again.
+        Ok(_) | Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {
+            Ok(Action::AwaitChange)
         }
-        let from = match resume {
-            Some(revision) => revision,
-            None => match store.list(&prefix).await {
-                Ok((kvs, revision)) => {
-                    let mut all_done = true;
-                    for kv in &kvs {
-                        all_done &= validator.check(kv).await;
-                    }
-                    if !all_done && sleep_or_stop(backoff.next(), &mut stopped).await {
-                        return;
-                    }
-                    if !all_done {
-                        continue;
-                    }
-                    revision + 1
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What `kv` should be instead, or `None` when it is fine (or cannot carry
+/// a status).
+fn repaired<K: Resource>(kv: &KeyValue) -> Option<Vec<u8>> {
+    match decode::<K>(kv) {
+        Decoded::Valid(_) => repaired_valid(&kv.value),
+        Decoded::Invalid { message, .. } => match serde_json::from_slice::<Value>(&kv.value) {
+            Ok(Value::Object(object)) => {
+                let next = with_invalid_condition::<K>(kv, object, &message);
+                if next.is_some() {
+                    tracing::warn!(key = %kv.key, revision = kv.mod_revision, error = %message, "stored value does not decode; recording it on its status");
                 }
-                Err(e) => {
-                    tracing::warn!(kind = %K::KIND, error = %e, "validation: list failed; retrying");
-                    if sleep_or_stop(backoff.next(), &mut stopped).await {
-                        return;
-                    }
-                    continue;
-                }
-            },
-        };
-        resume = Some(from);
-        let mut stream = match store.watch(&prefix, from).await {
-            Ok(stream) => stream,
-            Err(e) => {
-                tracing::warn!(kind = %K::KIND, error = %e, "validation: watch failed; retrying");
-                if sleep_or_stop(backoff.next(), &mut stopped).await {
-                    return;
-                }
-                continue;
+                next
             }
-        };
-        loop {
-            let item = tokio::select! {
-                _ = stopped.wait_for(|stop| *stop) => return,
-                item = stream.next() => item,
-            };
-            match item {
-                Some(Ok(WatchItem::Event(event))) => {
-                    backoff.reset();
-                    let done = match event.kind {
-                        EventKind::Put => validator.check(&event.kv).await,
-                        EventKind::Delete => {
-                            validator.forget(&event.kv.key);
-                            true
-                        }
-                    };
-                    if done {
-                        resume = Some(event.revision() + 1);
-                    } else {
-                        // A write failed for a reason other than a
-                        // concurrent change: look at everything again later.
-                        resume = None;
-                        if sleep_or_stop(backoff.next(), &mut stopped).await {
-                            return;
-                        }
-                        break;
-                    }
-                }
-                Some(Ok(WatchItem::Compacted { compact_revision })) => {
-                    tracing::info!(kind = %K::KIND, compact_revision, "validation: history compacted; relisting");
-                    resume = None;
-                    break;
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(kind = %K::KIND, error = %e, "validation: watch broke; re-watching");
-                    if sleep_or_stop(backoff.next(), &mut stopped).await {
-                        return;
-                    }
-                    break;
-                }
-                None => {
-                    if sleep_or_stop(backoff.next(), &mut stopped).await {
-                        return;
-                    }
-                    break;
-                }
+            _ => {
+                tracing::error!(key = %kv.key, revision = kv.mod_revision, error = %message, "stored value is not a JSON object; it cannot carry a status (the admin API lists it with this error)");
+                None
             }
-        }
-    }
-}
-
-/// Checks and repairs stored values of one kind.
-struct Validator<K> {
-    store: Arc<dyn Store>,
-    /// The revision at which each non-JSON value was last logged, so each
-    /// is logged once.
-    logged: HashMap<String, i64>,
-    _kind: PhantomData<fn() -> K>,
-}
-
-impl<K: Resource> Validator<K> {
-    fn new(store: Arc<dyn Store>) -> Self {
-        Validator {
-            store,
-            logged: HashMap::new(),
-            _kind: PhantomData,
-        }
-    }
-
-    fn forget(&mut self, key: &str) {
-        self.logged.remove(key);
-    }
-
-    /// Look at one stored value and repair what needs it. False when a
-    /// write failed for a reason other than a concurrent change.
-    async fn check(&mut self, kv: &KeyValue) -> bool {
-        if keys::parse(&kv.key).is_none() {
-            return true;
-        }
-        let next = match decode::<K>(kv) {
-            Decoded::Valid(_) => repaired_valid(&kv.value),
-            Decoded::Invalid { message, .. } => match serde_json::from_slice::<Value>(&kv.value) {
-                Ok(Value::Object(object)) => {
-                    let next = with_invalid_condition::<K>(kv, object, &message);
-                    if next.is_some() {
-                        tracing::warn!(key = %kv.key, revision = kv.mod_revision, error = %message, "stored value does not decode; recording it on its status");
-                    }
-                    next
-                }
-                _ => {
-                    if self.logged.insert(kv.key.clone(), kv.mod_revision) != Some(kv.mod_revision)
-                    {
-                        tracing::error!(key = %kv.key, revision = kv.mod_revision, error = %message, "stored value is not a JSON object; it cannot carry a status (the admin API lists it with this error)");
-                    }
-                    None
-                }
-            },
-        };
-        let Some(next) = next else {
-            return true;
-        };
-        match self
-            .store
-            .update(&kv.key, next, kv.mod_revision, None)
-            .await
-        {
-            Ok(_) => true,
-            // Someone wrote since we read: their write comes next.
-            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => true,
-            Err(e) => {
-                tracing::warn!(key = %kv.key, error = %e, "validation: write failed; will retry");
-                false
-            }
-        }
+        },
     }
 }
 
@@ -392,9 +247,15 @@ fn repaired_valid(raw: &[u8]) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use sdc_docker_store::Api;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use sdc_docker_controllers::ManagerOptions;
     use sdc_docker_store::model::Container;
+    use sdc_docker_store::{Api, Store};
+    use tokio::sync::watch;
+
+    use super::*;
 
     fn kv(value: &str) -> KeyValue {
         KeyValue {
@@ -439,7 +300,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_loop_marks_bad_values_fills_metadata_and_leaves_good_ones_alone() {
+    async fn the_controllers_mark_bad_values_fill_metadata_and_leave_good_ones_alone() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = sdc_docker_store::connect("embedded", dir.path())
             .await
@@ -455,8 +316,19 @@ mod tests {
             )
             .await
             .expect("create");
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(store.clone(), stopped));
+        let mut manager = Manager::new(
+            store.clone(),
+            ManagerOptions {
+                instance_id: "test".into(),
+                lease_ttl: Duration::from_secs(5),
+                ..Default::default()
+            },
+        );
+        add_controllers(&mut manager);
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(manager.run(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }));
 
         // Written before and after the loop started: both are handled.
         let marked = wait_for_value(&store, bad, |v| {
@@ -486,8 +358,9 @@ mod tests {
         let _ = stop.send(true);
         tokio::time::timeout(Duration::from_secs(5), task)
             .await
-            .expect("the loop stops when asked")
-            .expect("the loop does not panic");
+            .expect("the controllers stop when asked")
+            .expect("the manager does not panic")
+            .expect("the manager stops cleanly");
         let kv = store
             .get(&Api::<Container>::default_account(store.clone()).key("good"))
             .await;

@@ -62,3 +62,101 @@ async fn two_instances_on_one_etcd_cluster_see_each_other_s_writes_and_survive_a
     })
     .await;
 }
+
+/// `sdc_docker_controller_leader{controller="NAME"}` as this text reports it.
+fn leader_gauge(metrics: &str, controller: &str) -> Option<u8> {
+    let prefix = format!("sdc_docker_controller_leader{{controller=\"{controller}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+const CONTROLLERS: [&str; 6] = [
+    "validate-containers",
+    "validate-images",
+    "validate-networks",
+    "validate-volumes",
+    "validate-nodes",
+    "validate-packages",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_show_exactly_one_leader_per_controller_and_hand_over_when_the_leader_is_killed()
+ {
+    let etcd = sdc_docker_testkit::Etcd::start().await;
+    let args = ["--lease-ttl", "2s"];
+    let mut a = Server::start_with(&etcd.store_url(), &args).await;
+    let mut b = Server::start_with(&etcd.store_url(), &args).await;
+
+    // Each controller is led by exactly one of the two.
+    wait_for(CONDITION_TIMEOUT, "one leader per controller", || {
+        let (ma, mb) = (
+            a.metrics().unwrap_or_default(),
+            b.metrics().unwrap_or_default(),
+        );
+        let ok = CONTROLLERS
+            .iter()
+            .all(|c| leader_gauge(&ma, c).unwrap_or(0) + leader_gauge(&mb, c).unwrap_or(0) == 1);
+        async move { ok }
+    })
+    .await;
+    let ma = a.metrics().unwrap_or_default();
+    let mb = b.metrics().unwrap_or_default();
+    for c in CONTROLLERS {
+        assert!(leader_gauge(&ma, c).is_some(), "{c} reported by a:\n{ma}");
+        assert!(leader_gauge(&mb, c).is_some(), "{c} reported by b:\n{mb}");
+    }
+
+    // kill -9 whichever leads validate-containers: the survivor takes over
+    // within the lease TTL (2 s) plus a second, and then leads everything.
+    let a_leads = leader_gauge(&ma, "validate-containers") == Some(1);
+    let (victim, survivor) = if a_leads { (&mut a, &b) } else { (&mut b, &a) };
+    victim.kill9();
+    let killed_at = std::time::Instant::now();
+    wait_for(
+        CONDITION_TIMEOUT,
+        "the survivor to lead every controller",
+        || {
+            let m = survivor.metrics().unwrap_or_default();
+            let ok = CONTROLLERS.iter().all(|c| leader_gauge(&m, c) == Some(1));
+            async move { ok }
+        },
+    )
+    .await;
+    let took = killed_at.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(3) + std::time::Duration::from_millis(500),
+        "handed over in {took:?}, more than TTL + 1 s"
+    );
+
+    // And it works: a malformed spec put straight into etcd is marked by
+    // the new leader.
+    let put = common::etcdctl(
+        &etcd.endpoints(),
+        &[
+            "put",
+            "/sdc-docker/v1/containers/default/bad",
+            r#"{"metadata":{"name":"bad"},"spec":{"memory":"lots"}}"#,
+        ],
+    );
+    assert!(put.ok, "{put:?}");
+    let endpoints = etcd.endpoints();
+    wait_for(
+        CONDITION_TIMEOUT,
+        "the Invalid condition on the bad spec",
+        || {
+            let out = common::etcdctl(
+                &endpoints,
+                &[
+                    "get",
+                    "/sdc-docker/v1/containers/default/bad",
+                    "--print-value-only",
+                ],
+            );
+            let ok = out.stdout.contains("\"reason\":\"MalformedSpec\"");
+            async move { ok }
+        },
+    )
+    .await;
+}

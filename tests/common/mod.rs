@@ -84,6 +84,11 @@ impl Server {
     /// Start the server on `store` (`embedded` or `etcd://…`) and wait until
     /// both APIs answer.
     pub async fn start(store: &str) -> Server {
+        Server::start_with(store, &[]).await
+    }
+
+    /// Like [`Server::start`], with more arguments for `serve`.
+    pub async fn start_with(store: &str, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("temporary directory");
         let port = free_port();
         let admin_socket = dir.path().join("admin.sock");
@@ -102,6 +107,7 @@ impl Server {
             .arg(format!("unix://{}", docker_socket.display()))
             .arg("--admin-host")
             .arg(format!("unix://{}", admin_socket.display()))
+            .args(extra)
             .env("RUST_LOG", "info,sdc_docker=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -200,6 +206,19 @@ impl Server {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
             .expect("making a script executable");
         path
+    }
+
+    /// `kill -9`: no chance to resign or clean up.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The admin API's `GET /metrics` text, if it answers.
+    pub fn metrics(&self) -> Option<String> {
+        http_unix(&self.admin_socket, "GET", "/metrics")
+            .filter(|r| r.status == 200)
+            .map(|r| r.body)
     }
 
     /// Send SIGTERM and wait for the process to end; its exit status.

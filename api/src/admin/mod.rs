@@ -40,16 +40,24 @@ use documents::{Document, Head};
 /// The largest body the admin API reads.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
+/// Renders the server's metrics in the Prometheus text format, for
+/// `GET /metrics` (the controller runtime owns them; this crate only serves
+/// them).
+pub type MetricsSource = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// What the admin handlers share.
 #[derive(Clone)]
 pub struct AdminState {
     /// The spec store.
     pub store: Arc<dyn Store>,
+    /// The metrics to serve at `GET /metrics`.
+    pub metrics: MetricsSource,
 }
 
-/// The admin API over `store`.
-pub fn router(store: Arc<dyn Store>) -> Router {
+/// The admin API over `store`, serving `metrics` at `GET /metrics`.
+pub fn router(store: Arc<dyn Store>, metrics: MetricsSource) -> Router {
     Router::new()
+        .route("/metrics", get(metrics_text))
         .route("/v1/apply", post(apply::apply))
         .route("/v1/{kind}", get(list))
         .route(
@@ -59,11 +67,24 @@ pub fn router(store: Arc<dyn Store>) -> Router {
         .fallback(no_such_route)
         .method_not_allowed_fallback(no_such_route)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(AdminState { store })
+        .with_state(AdminState { store, metrics })
+}
+
+/// `GET /metrics`: Prometheus text exposition format 0.0.4.
+async fn metrics_text(State(state): State<AdminState>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        (state.metrics)(),
+    )
 }
 
 async fn no_such_route() -> ApiError {
-    ApiError::not_found("no such admin route: use /v1/{kind}, /v1/{kind}/{name} or POST /v1/apply")
+    ApiError::not_found(
+        "no such admin route: use /v1/{kind}, /v1/{kind}/{name}, POST /v1/apply or /metrics",
+    )
 }
 
 /// `?account=` of every route.

@@ -1,6 +1,8 @@
 //! The admin router as the operator CLI sees it, through `Router::oneshot`
 //! on a real embedded store.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use http::{Request, StatusCode, header};
 use serde_json::Value;
@@ -26,13 +28,42 @@ async fn call(store: &TestStore, method: &str, uri: &str, body: &str) -> (Status
         .header(header::CONTENT_TYPE, "application/yaml")
         .body(Body::from(body.to_string()))
         .expect("request");
-    let response = router(store.store.clone())
+    let response = router(store.store.clone(), Arc::new(|| "# metrics\n".to_string()))
         .oneshot(request)
         .await
         .expect("infallible");
     let status = response.status();
     assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
     (status, body_json(response).await)
+}
+
+#[tokio::test]
+async fn metrics_are_served_as_prometheus_text_from_their_source() {
+    let store = TestStore::new().await;
+    let source: super::MetricsSource =
+        Arc::new(|| "sdc_docker_controller_leader{controller=\"x\"} 1\n".to_string());
+    let response = router(store.store.clone(), source)
+        .oneshot(
+            Request::builder()
+                .uri("/metrics")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    assert_eq!(
+        &body[..],
+        b"sdc_docker_controller_leader{controller=\"x\"} 1\n"
+    );
 }
 
 #[tokio::test]
