@@ -65,10 +65,18 @@ pub struct ServeArgs {
     /// the store an instance stops leading, and another takes over.
     #[arg(long, default_value = "10s", value_parser = parse_lease_ttl)]
     pub lease_ttl: std::time::Duration,
+    /// How often a leader renews its lease (default: a third of
+    /// --lease-ttl; at most half of it).
+    #[arg(long, value_parser = parse_duration)]
+    pub lease_renew: Option<std::time::Duration>,
     /// This instance's name in leader elections and logs (default: the
     /// hostname and process id).
     #[arg(long)]
     pub instance_id: Option<String>,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
 }
 
 fn parse_lease_ttl(s: &str) -> Result<std::time::Duration, String> {

@@ -51,6 +51,7 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()> + Send) -> 
         ManagerOptions {
             instance_id: instance_id.clone(),
             lease_ttl: args.lease_ttl,
+            lease_renew: args.lease_renew,
             ..Default::default()
         },
     );

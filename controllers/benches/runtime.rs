@@ -78,6 +78,7 @@ fn options(instance: &str) -> ManagerOptions {
     ManagerOptions {
         instance_id: instance.into(),
         lease_ttl: TTL,
+        lease_renew: None,
         drain_timeout: Duration::from_secs(5),
     }
 }

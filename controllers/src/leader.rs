@@ -25,10 +25,14 @@ pub(crate) async fn campaign(
     controller: &str,
     instance_id: &str,
     ttl: Duration,
+    renew: Option<Duration>,
     triggers: &mut mpsc::UnboundedReceiver<Trigger>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<Leadership> {
-    let election = Election::new(store.clone(), controller, ttl);
+    let mut election = Election::new(store.clone(), controller, ttl);
+    if let Some(renew) = renew {
+        election = election.renew_every(renew);
+    }
     let retry = BackoffPolicy {
         initial: Duration::from_millis(100),
         max: ttl.max(Duration::from_millis(100)),

@@ -36,9 +36,11 @@ pub struct ManagerOptions {
     /// This instance's id, announced in every election it campaigns in.
     pub instance_id: String,
     /// TTL of the election leases (`--lease-ttl`): how long a dead leader
-    /// holds its controllers before another instance takes over. Renewed
-    /// every third of it.
+    /// holds its controllers before another instance takes over.
     pub lease_ttl: Duration,
+    /// How often a leader renews its lease (`--lease-renew`); `None`: every
+    /// third of the TTL.
+    pub lease_renew: Option<Duration>,
     /// How long shutdown waits for in-flight reconciles before aborting them.
     pub drain_timeout: Duration,
 }
@@ -49,6 +51,7 @@ impl Default for ManagerOptions {
         ManagerOptions {
             instance_id: uuid::Uuid::new_v4().to_string(),
             lease_ttl: Duration::from_secs(10),
+            lease_renew: None,
             drain_timeout: Duration::from_secs(10),
         }
     }
@@ -265,6 +268,7 @@ async fn run_controller<K: Resource>(controller: Controller<K>, env: Env) {
                     &name,
                     &options.instance_id,
                     options.lease_ttl,
+                    options.lease_renew,
                     &mut triggers,
                     &mut shutdown,
                 )

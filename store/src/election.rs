@@ -30,6 +30,7 @@ pub struct Election {
     store: Arc<dyn Store>,
     name: String,
     ttl: Duration,
+    renew: Duration,
 }
 
 /// The current leader of an election, as observed.
@@ -54,13 +55,22 @@ pub struct Leadership {
 }
 
 impl Election {
-    /// An election called `name` whose leases live `ttl`.
+    /// An election called `name` whose leases live `ttl`, renewed every
+    /// third of it.
     pub fn new(store: Arc<dyn Store>, name: &str, ttl: Duration) -> Self {
         Election {
             store,
             name: name.to_string(),
             ttl,
+            renew: ttl / 3,
         }
+    }
+
+    /// Renew the lease every `interval` instead (kept between 10 ms and
+    /// half the TTL, so one missed renewal never loses the lease).
+    pub fn renew_every(mut self, interval: Duration) -> Self {
+        self.renew = interval.clamp(Duration::from_millis(10), self.ttl / 2);
+        self
     }
 
     fn prefix(&self) -> String {
@@ -95,7 +105,7 @@ impl Election {
         let keeper = tokio::spawn(keep_alive(
             self.store.clone(),
             lease,
-            self.ttl,
+            self.renew,
             granted_at + self.ttl,
             lost_tx.clone(),
         ));
@@ -178,17 +188,16 @@ impl Election {
     }
 }
 
-/// Renew `lease` every third of its TTL. Signals `lost` when a renewal is
+/// Renew `lease` every `period`. Signals `lost` when a renewal is
 /// refused, or when `deadline` (the latest instant the lease is surely still
 /// alive) passes without a successful renewal.
 async fn keep_alive(
     store: Arc<dyn Store>,
     lease: LeaseId,
-    ttl: Duration,
+    period: Duration,
     mut deadline: Instant,
     lost: watch::Sender<bool>,
 ) {
-    let period = ttl / 3;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(period) => {}

@@ -163,6 +163,7 @@ pub fn options(instance: &str, ttl: Duration) -> ManagerOptions {
     ManagerOptions {
         instance_id: instance.to_string(),
         lease_ttl: ttl,
+        lease_renew: None,
         drain_timeout: Duration::from_secs(5),
     }
 }
