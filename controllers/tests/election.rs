@@ -196,3 +196,61 @@ async fn on_shutdown_the_leader_resigns_and_the_other_takes_over_without_waiting
     .await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_cannot_reach_the_store_stops_within_the_ttl_and_the_other_takes_over() {
+    let (store, _dir) = embedded();
+    create_volume(&store, "v").await;
+    let recorder = Recorder::default();
+    // a's view of the store can be cut, as a network partition would.
+    let a_store = sdc_docker_controllers::testing::Severable::new(store.clone());
+    let mut a = Manager::new(a_store.clone(), options("a", TTL));
+    a.add(recording(
+        "volumes",
+        Probe::new(
+            "a",
+            &recorder,
+            Action::RequeueAfter(Duration::from_millis(20)),
+        ),
+    ));
+    let a = Running::start(a);
+    wait_for(DEADLINE, "a leads and reconciles", || async {
+        a.leads("volumes") && !recorder.by("a").is_empty()
+    })
+    .await;
+    let mut b = Manager::new(store.clone(), options("b", TTL));
+    b.add(recording(
+        "volumes",
+        Probe::new(
+            "b",
+            &recorder,
+            Action::RequeueAfter(Duration::from_millis(20)),
+        ),
+    ));
+    let b = Running::start(b);
+
+    let cut = Instant::now();
+    a_store.sever();
+    // a cannot renew: it must stop by itself once a whole TTL passed
+    // without a renewal, before anyone else may have been elected.
+    wait_for(
+        TTL + Duration::from_secs(1),
+        "a to stop leading",
+        || async { !a.leads("volumes") },
+    )
+    .await;
+    let a_stopped = Instant::now();
+    assert!(a_stopped - cut <= TTL + Duration::from_secs(1));
+    let first_b = wait_for_value(TTL + Duration::from_secs(2), "b's first reconcile", || {
+        let calls = recorder.by("b");
+        async move { calls.first().map(|c| c.at) }
+    })
+    .await;
+    assert!(
+        recorder.by("a").iter().all(|c| c.at <= first_b),
+        "a never reconciled once b led"
+    );
+    assert!(b.leads("volumes"));
+    b.stop().await;
+    a.task.abort();
+}

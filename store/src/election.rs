@@ -10,8 +10,10 @@
 //! Leadership is lost — and [`Leadership::lost`] fires — when the key is
 //! deleted (lease expired or revoked, an operator deleted it), when a
 //! keep-alive is refused, or when no keep-alive succeeded for a whole TTL
-//! (the store unreachable): past that point the store may already have
-//! expired the lease and elected someone else, so we must stop at once.
+//! less a small margin (the store unreachable): at the TTL the store may
+//! expire the lease and elect someone else, so we must have stopped by
+//! then. The TTL is counted from before each request was sent, so it errs
+//! on the early side.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,8 +96,10 @@ impl Election {
     /// If this future is dropped before it returns, the candidacy's lease is
     /// revoked in the background.
     pub async fn campaign(&self, value: &str) -> Result<Leadership> {
+        // Measured before asking: the store starts the TTL when it grants,
+        // which is later, so our deadline errs on the early side.
+        let asked_at = Instant::now();
         let lease = self.store.lease_grant(self.ttl).await?;
-        let granted_at = Instant::now();
         // Revoke the lease if we are cancelled or fail before leading.
         let mut guard = RevokeOnDrop {
             store: Some(self.store.clone()),
@@ -106,7 +110,8 @@ impl Election {
             self.store.clone(),
             lease,
             self.renew,
-            granted_at + self.ttl,
+            self.ttl,
+            asked_at + self.ttl,
             lost_tx.clone(),
         ));
         let mut keeper = AbortOnDrop(Some(keeper));
@@ -188,40 +193,63 @@ impl Election {
     }
 }
 
-/// Renew `lease` every `period`. Signals `lost` when a renewal is
-/// refused, or when `deadline` (the latest instant the lease is surely still
-/// alive) passes without a successful renewal.
+/// Renew `lease` every `period`. Signals `lost` when a renewal is refused,
+/// or when `deadline` (the latest instant the lease is surely still alive,
+/// measured from before each successful renewal was sent) comes close
+/// without a successful renewal. "Close" is a margin of a twentieth of the
+/// TTL (at most 250 ms): the store expires the lease at the deadline at the
+/// earliest and may elect someone else right then, so this leader must
+/// have stopped before, not a retry interval after.
 async fn keep_alive(
     store: Arc<dyn Store>,
     lease: LeaseId,
     period: Duration,
+    ttl: Duration,
     mut deadline: Instant,
     lost: watch::Sender<bool>,
 ) {
+    let margin = (ttl / 20).min(Duration::from_millis(250));
+    let give_up = |deadline: Instant| deadline.checked_sub(margin).unwrap_or(deadline);
+    let signal_lost = |why: &str| {
+        tracing::warn!(lease = format!("{lease:x}"), why, "leadership lease lost");
+        let _ = lost.send(true);
+    };
     loop {
         tokio::select! {
             _ = tokio::time::sleep(period) => {}
+            _ = tokio::time::sleep_until(give_up(deadline)) => {
+                signal_lost("no renewal in time");
+                return;
+            }
             _ = lost.closed() => return,
         }
         loop {
             let sent = Instant::now();
-            match tokio::time::timeout_at(deadline, store.lease_keep_alive(lease)).await {
+            match tokio::time::timeout_at(give_up(deadline), store.lease_keep_alive(lease)).await {
                 Ok(Ok(granted)) => {
-                    deadline = sent + granted;
+                    deadline = sent + granted.min(ttl);
                     break;
                 }
-                Ok(Err(Error::LeaseNotFound(_))) | Err(_) => {
-                    tracing::warn!(lease = format!("{lease:x}"), "lease lost");
-                    let _ = lost.send(true);
+                Ok(Err(Error::LeaseNotFound(_))) => {
+                    signal_lost("the store ended the lease");
+                    return;
+                }
+                Err(_) => {
+                    signal_lost("no renewal in time");
                     return;
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "lease keep-alive failed; retrying");
-                    if Instant::now() >= deadline {
-                        let _ = lost.send(true);
+                    let now = Instant::now();
+                    if now >= give_up(deadline) {
+                        signal_lost("no renewal in time");
                         return;
                     }
-                    tokio::time::sleep(Duration::from_millis(100).min(period)).await;
+                    let retry = Duration::from_millis(100).min(period);
+                    tokio::select! {
+                        _ = tokio::time::sleep(retry) => {}
+                        _ = tokio::time::sleep_until(give_up(deadline)) => {}
+                    }
                 }
             }
         }
