@@ -3,19 +3,21 @@
 # skipping what is already there. Safe to run again. Needs root (or sudo).
 set -euo pipefail
 
-# package:command-it-provides
 needed=(
-  protobuf-compiler:protoc   # etcd-client's build needs protoc
-  etcd-server:etcd           # the HA store backend, and the tests' etcd
-  etcd-client:etcdctl        # operators' tool; tests write specs with it
-  curl:curl                  # serve.sh waits for /_ping with it
+  protobuf-compiler   # etcd-client's build needs protoc
+  etcd-server         # the HA store backend, and the tests' etcd
+  etcd-client         # etcdctl: operators' tool; tests write specs with it
+  curl                # serve.sh waits for /_ping with it
+  docker-registry     # the tests' Registry v2 (testkit::Registry)
+  busybox-static      # the tests' images are built from its static /bin/busybox
+  skopeo              # tests check OCI layouts / docker archives with it
 )
 
+# By package, not by command: Debian's dynamic `busybox` also provides
+# /bin/busybox, but the images need the static one.
 missing=()
-for entry in "${needed[@]}"; do
-  pkg=${entry%%:*}
-  cmd=${entry##*:}
-  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/bin/$cmd" ] || missing+=("$pkg")
+for pkg in "${needed[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 
 if [ ${#missing[@]} -gt 0 ]; then

@@ -6,7 +6,15 @@
 //! - [`EtcdCluster`]: several members forming one cluster, with helpers to find
 //!   the leader and to kill (`SIGKILL`) or freeze (`SIGSTOP`) a member;
 //! - [`free_port`], and [`wait_for`] / [`wait_for_value`] to wait for a
-//!   condition with a deadline instead of sleeping "long enough".
+//!   condition with a deadline instead of sleeping "long enough";
+//! - [`Registry`]: Debian's `docker-registry` (Distribution 2.8) on a free
+//!   loopback port with its own storage, optionally behind htpasswd, with a
+//!   push of images and indexes;
+//! - [`image`]: real images built in memory ([`Image`], [`ImageIndex`],
+//!   Docker schema2 or OCI), and [`busybox`]: ready-made busybox images
+//!   (layered, with whiteouts, multi-arch) from Debian's `busybox-static`;
+//!   [`Image::random`] for the pull benchmark;
+//! - [`http`]: the small HTTP client the fixtures (and tests) talk with.
 //!
 //! The etcd binary is `etcd` on `PATH` or `/usr/bin/etcd` (Debian's
 //! `etcd-server` package); a test panics with a clear message when it is
@@ -15,7 +23,17 @@
 //! sleeping blindly. When a test panics while a member is running, the tail of
 //! that member's log is printed to stderr as the member is dropped.
 //!
-//! Everything here panics on failure: it is for tests only.
+//! Everything here panics on failure: it is for tests only. Missing
+//! binaries (`etcd`, `docker-registry`, `busybox`) are installed by
+//! `bash scripts/install-deps.sh`.
+
+pub mod busybox;
+pub mod http;
+pub mod image;
+mod registry;
+
+pub use image::{Format, Image, ImageBuilder, ImageIndex};
+pub use registry::{REALM, Registry, registry_binary};
 
 use std::collections::HashSet;
 use std::fmt::Display;

@@ -1,0 +1,10 @@
+//! Images for sdc-docker: what `docker pull`, `docker images` and the zone
+//! drivers stand on.
+//!
+//! - [`reference`]: image references parsed and normalised exactly as
+//!   Docker does (`busybox` → `docker.io/library/busybox:latest`).
+//! - [`layer`]: unpacking a layer tarball (gzip, zstd or plain) into a
+//!   rootfs directory, applying OCI whiteouts, never writing outside it.
+
+pub mod layer;
+pub mod reference;
