@@ -5,6 +5,8 @@
 //!   Docker does (`busybox` → `docker.io/library/busybox:latest`).
 //! - [`layer`]: unpacking a layer tarball (gzip, zstd or plain) into a
 //!   rootfs directory, applying OCI whiteouts, never writing outside it.
+//! - [`registry`]: the Registry v2 client that resolves manifests and streams verified blobs.
 
 pub mod layer;
 pub mod reference;
+pub mod registry;
