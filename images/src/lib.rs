@@ -6,7 +6,11 @@
 //! - [`layer`]: unpacking a layer tarball (gzip, zstd or plain) into a
 //!   rootfs directory, applying OCI whiteouts, never writing outside it.
 //! - [`registry`]: the Registry v2 client that resolves manifests and streams verified blobs.
+//! - [`store`]: the content-addressed image store: verified blobs, layers unpacked once each.
+//! - [`pull`]: `docker pull`, tying the client, the store and the `Image` objects together.
 
 pub mod layer;
+pub mod pull;
 pub mod reference;
 pub mod registry;
+pub mod store;
