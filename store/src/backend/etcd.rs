@@ -545,6 +545,57 @@ impl EtcdStore {
         .await
     }
 
+    /// Apply `op` to an existing `key` in one transaction, if its
+    /// `mod_revision` is `expected` (when given) and the fence holds. The
+    /// else branch reads the key and the fence key at that very revision, so
+    /// the error says exactly what failed: `Fenced` first, then `NotFound`
+    /// or `Conflict`.
+    async fn guarded_write(
+        &self,
+        name: &str,
+        key: &str,
+        expected: Option<i64>,
+        fence: Option<&Fence>,
+        op: TxnOp,
+    ) -> Result<i64> {
+        let mut compares = vec![Compare::version(key, CompareOp::Greater, 0)];
+        if let Some(rev) = expected {
+            compares.push(Compare::mod_revision(key, CompareOp::Equal, rev));
+        }
+        let mut reads = vec![TxnOp::get(key, None)];
+        if let Some(f) = fence {
+            compares.push(Compare::create_revision(
+                f.key.as_str(),
+                CompareOp::Equal,
+                f.token,
+            ));
+            reads.push(TxnOp::get(f.key.as_str(), None));
+        }
+        let txn = Txn::new().when(compares).and_then(vec![op]).or_else(reads);
+        let resp = self.txn(name, key, None, txn).await?;
+        if resp.succeeded() {
+            return header_revision(name, &resp);
+        }
+        if let Some(f) = fence
+            && fence_broken(&resp, 1, f)
+        {
+            return Err(Error::Fenced {
+                fence_key: f.key.clone(),
+                token: f.token,
+            });
+        }
+        match read_in_txn(&resp, 0) {
+            None => Err(Error::NotFound {
+                key: key.to_string(),
+            }),
+            Some(kv) => Err(Error::Conflict {
+                key: key.to_string(),
+                expected: expected.unwrap_or_default(),
+                actual: kv.mod_revision,
+            }),
+        }
+    }
+
     async fn list_once(&self, prefix: &str) -> Result<(Vec<KeyValue>, i64), CallError> {
         let end = prefix_end(prefix.as_bytes());
         let start = if prefix.is_empty() {
@@ -764,89 +815,21 @@ impl Store for EtcdStore {
         expected: i64,
         fence: Option<&Fence>,
     ) -> Result<i64> {
-        let mut compares = vec![
-            Compare::version(key, CompareOp::Greater, 0),
-            Compare::mod_revision(key, CompareOp::Equal, expected),
-        ];
-        let mut reads = vec![TxnOp::get(key, None)];
-        if let Some(f) = fence {
-            compares.push(Compare::create_revision(
-                f.key.as_str(),
-                CompareOp::Equal,
-                f.token,
-            ));
-            reads.push(TxnOp::get(f.key.as_str(), None));
-        }
         // Keep the key's lease: a put without one would detach it.
         let put = PutOptions::new().with_ignore_lease();
-        let txn = Txn::new()
-            .when(compares)
-            .and_then(vec![TxnOp::put(key, value, Some(put))])
-            .or_else(reads);
-        let resp = self.txn("update", key, None, txn).await?;
-        if resp.succeeded() {
-            return header_revision("update", &resp);
-        }
-        if let Some(f) = fence
-            && fence_broken(&resp, 1, f)
-        {
-            return Err(Error::Fenced {
-                fence_key: f.key.clone(),
-                token: f.token,
-            });
-        }
-        match read_in_txn(&resp, 0) {
-            None => Err(Error::NotFound {
-                key: key.to_string(),
-            }),
-            Some(kv) => Err(Error::Conflict {
-                key: key.to_string(),
-                expected,
-                actual: kv.mod_revision,
-            }),
-        }
+        self.guarded_write(
+            "update",
+            key,
+            Some(expected),
+            fence,
+            TxnOp::put(key, value, Some(put)),
+        )
+        .await
     }
 
     async fn delete(&self, key: &str, expected: Option<i64>, fence: Option<&Fence>) -> Result<i64> {
-        let mut compares = vec![Compare::version(key, CompareOp::Greater, 0)];
-        if let Some(rev) = expected {
-            compares.push(Compare::mod_revision(key, CompareOp::Equal, rev));
-        }
-        let mut reads = vec![TxnOp::get(key, None)];
-        if let Some(f) = fence {
-            compares.push(Compare::create_revision(
-                f.key.as_str(),
-                CompareOp::Equal,
-                f.token,
-            ));
-            reads.push(TxnOp::get(f.key.as_str(), None));
-        }
-        let txn = Txn::new()
-            .when(compares)
-            .and_then(vec![TxnOp::delete(key, None)])
-            .or_else(reads);
-        let resp = self.txn("delete", key, None, txn).await?;
-        if resp.succeeded() {
-            return header_revision("delete", &resp);
-        }
-        if let Some(f) = fence
-            && fence_broken(&resp, 1, f)
-        {
-            return Err(Error::Fenced {
-                fence_key: f.key.clone(),
-                token: f.token,
-            });
-        }
-        match read_in_txn(&resp, 0) {
-            None => Err(Error::NotFound {
-                key: key.to_string(),
-            }),
-            Some(kv) => Err(Error::Conflict {
-                key: key.to_string(),
-                expected: expected.unwrap_or_default(),
-                actual: kv.mod_revision,
-            }),
-        }
+        self.guarded_write("delete", key, expected, fence, TxnOp::delete(key, None))
+            .await
     }
 
     async fn watch(&self, prefix: &str, from_revision: i64) -> Result<WatchStream> {
