@@ -17,10 +17,7 @@ use std::time::{Duration, Instant};
 use common::{Server, etcdctl};
 
 fn leads(server: &Server, controller: &str) -> bool {
-    let line = format!("sdc_docker_controller_leader{{controller=\"{controller}\"}} 1");
-    server
-        .metrics()
-        .is_some_and(|m| m.lines().any(|l| l.trim() == line))
+    server.leader_gauge(controller) == Some(1)
 }
 
 async fn one_run(round: usize) -> (Duration, Duration) {

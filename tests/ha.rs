@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{CONDITION_TIMEOUT, Server};
+use common::{CONDITION_TIMEOUT, Server, leader_gauge};
 use sdc_docker_testkit::{EtcdCluster, wait_for};
 
 fn container(name: &str, image: &str) -> String {
@@ -61,15 +61,6 @@ async fn two_instances_on_one_etcd_cluster_see_each_other_s_writes_and_survive_a
         async move { ok }
     })
     .await;
-}
-
-/// `sdc_docker_controller_leader{controller="NAME"}` as this text reports it.
-fn leader_gauge(metrics: &str, controller: &str) -> Option<u8> {
-    let prefix = format!("sdc_docker_controller_leader{{controller=\"{controller}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 const CONTROLLERS: [&str; 6] = [

@@ -221,6 +221,12 @@ impl Server {
             .map(|r| r.body)
     }
 
+    /// `sdc_docker_controller_leader{controller="NAME"}` as this server's
+    /// `/metrics` reports it (`None`: no answer, or no such line).
+    pub fn leader_gauge(&self, controller: &str) -> Option<u8> {
+        leader_gauge(&self.metrics()?, controller)
+    }
+
     /// Send SIGTERM and wait for the process to end; its exit status.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         if let Ok(Some(status)) = self.child.try_wait() {
@@ -250,6 +256,15 @@ impl Drop for Server {
             eprintln!("--- sdc-docker serve log\n{}", self.log());
         }
     }
+}
+
+/// `sdc_docker_controller_leader{controller="NAME"}` in a `/metrics` text.
+pub fn leader_gauge(metrics: &str, controller: &str) -> Option<u8> {
+    let prefix = format!("sdc_docker_controller_leader{{controller=\"{controller}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Run the real `docker` CLI against `host`, with a config directory of
