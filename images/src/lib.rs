@@ -7,9 +7,11 @@
 //!   rootfs directory, applying OCI whiteouts, never writing outside it.
 //! - [`registry`]: the Registry v2 client that resolves manifests and streams verified blobs.
 //! - [`store`]: the content-addressed image store: verified blobs, layers unpacked once each.
+//! - [`lookup`]: finding an image by id, id prefix, tag or digest, as Docker does.
 //! - [`pull`]: `docker pull`, tying the client, the store and the `Image` objects together.
 
 pub mod layer;
+pub mod lookup;
 pub mod pull;
 pub mod reference;
 pub mod registry;

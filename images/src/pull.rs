@@ -17,7 +17,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::layer::Compression;
 use crate::reference::{Digest, Reference};
 use crate::registry::{Client, ImageConfig, Platform, RegistryError};
-use crate::store::{ImageStore, StoreError};
+use crate::store::{ImageStore, LayerSource, StoreError};
 
 /// One step of a pull, in Docker's JSONMessage terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +150,14 @@ pub async fn pull(
                 diff_id,
             )
             .await?;
+        store.set_layer_source(
+            diff_id,
+            &LayerSource {
+                digest: descriptor.digest.clone(),
+                media_type: descriptor.media_type.clone(),
+                size: descriptor.size,
+            },
+        )?;
         progress(layer_event(id, "Pull complete", None));
     }
     if !store.has_blob(&manifest.config.digest) {
@@ -167,7 +175,7 @@ pub async fn pull(
         &config,
         &config_bytes,
     )?;
-    let (image, tag_added) = record(images, spec, &reference).await?;
+    let (image, tag_added) = record(images, spec).await?;
     let familiar = reference.familiar();
     progress(PullEvent::Status(if missing.is_empty() && !tag_added {
         format!("Image is up to date for {familiar}")
@@ -225,14 +233,11 @@ fn image_spec(
     })
 }
 
-/// Creates the Image object or adds this pull's tag and digest to it, then
-/// moves the tag off any other image. Returns the object and whether the
-/// tag is new on it.
-async fn record(
-    images: &Api<Image>,
-    spec: ImageSpec,
-    reference: &Reference,
-) -> Result<(Image, bool), PullError> {
+/// Creates the Image object of `spec` or adds `spec`'s tags and digests to
+/// the one there, then moves those tags off any other image (a tag names one
+/// image). Returns the object and whether a tag is new on it. Used by pull,
+/// load and import alike.
+pub async fn record(images: &Api<Image>, spec: ImageSpec) -> Result<(Image, bool), PullError> {
     let name = spec
         .id
         .strip_prefix("sha256:")
@@ -273,10 +278,12 @@ async fn record(
             Err(e) => return Err(e.into()),
         }
     };
-    if let Some(tag) = reference.tag().map(|_| reference.to_string()) {
+    let tags = &image.spec.repo_tags;
+    if !tags.is_empty() {
         for mut other in images.list().await?.items {
-            if other.metadata.name != name && other.spec.repo_tags.contains(&tag) {
-                other.spec.repo_tags.retain(|t| *t != tag);
+            if other.metadata.name != name && other.spec.repo_tags.iter().any(|t| tags.contains(t))
+            {
+                other.spec.repo_tags.retain(|t| !tags.contains(t));
                 images.replace(&other).await?;
             }
         }

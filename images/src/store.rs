@@ -84,6 +84,21 @@ fn sha256_hex(digest: &Digest) -> Result<&str, StoreError> {
     }
 }
 
+/// The stored blob a layer was unpacked from: its digest, media type
+/// (saying how it is compressed) and size, i.e. a manifest's layer
+/// descriptor.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LayerSource {
+    /// The blob's digest.
+    pub digest: Digest,
+    /// The manifest media type of the blob
+    /// (`application/vnd.docker.image.rootfs.diff.tar.gzip`, …).
+    pub media_type: String,
+    /// The blob's size in bytes.
+    pub size: u64,
+}
+
 /// The image store rooted at one directory (under the data dir).
 #[derive(Debug, Clone)]
 pub struct ImageStore {
@@ -155,6 +170,36 @@ impl ImageStore {
         self.layers_dir().join(format!("{}.size", diff_id.hex()))
     }
 
+    fn layer_source_path(&self, diff_id: &Digest) -> PathBuf {
+        self.layers_dir().join(format!("{}.source", diff_id.hex()))
+    }
+
+    /// Records which stored blob the layer `diff_id` was unpacked from, so
+    /// `docker push` and `docker save` can send the same bytes again.
+    pub fn set_layer_source(
+        &self,
+        diff_id: &Digest,
+        source: &LayerSource,
+    ) -> Result<(), StoreError> {
+        let path = self.layer_source_path(diff_id);
+        let json = serde_json::to_vec(source).map_err(|e| StoreError::Io {
+            op: "encoding",
+            path: path.clone(),
+            source: io::Error::other(e),
+        })?;
+        let temp = self.layers_dir().join(temp_name(diff_id.hex()));
+        std::fs::write(&temp, json).map_err(io_error("writing", &temp))?;
+        std::fs::rename(&temp, &path).map_err(io_error("renaming into place", &path))
+    }
+
+    /// The blob the layer `diff_id` was unpacked from, when it is known
+    /// and still stored.
+    pub fn layer_source(&self, diff_id: &Digest) -> Option<LayerSource> {
+        let json = std::fs::read(self.layer_source_path(diff_id)).ok()?;
+        let source: LayerSource = serde_json::from_slice(&json).ok()?;
+        self.has_blob(&source.digest).then_some(source)
+    }
+
     /// The layer dirs of `image`, top layer first, as overlayfs's
     /// `lowerdir=` wants them. Diff ids that do not parse are skipped.
     pub fn lower_dirs(&self, image: &Image) -> Vec<PathBuf> {
@@ -179,8 +224,28 @@ impl ImageStore {
             file,
             hasher: Sha256::new(),
             temp: Some(temp),
-            path: self.blob_path(digest),
-            digest: digest.clone(),
+            blobs_dir: self.blobs_dir(),
+            digest: Some(digest.clone()),
+            written: 0,
+        })
+    }
+
+    /// Starts writing a blob whose digest is not known yet (an upload, a
+    /// `docker load`); [`BlobWriter::commit`] names it by its sha256.
+    pub async fn new_blob(&self) -> Result<BlobWriter, StoreError> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let temp = self.blobs_dir().join(temp_name(&format!("new{n}")));
+        let file = tokio::fs::File::create(&temp)
+            .await
+            .map_err(io_error("creating", &temp))?;
+        Ok(BlobWriter {
+            file,
+            hasher: Sha256::new(),
+            temp: Some(temp),
+            blobs_dir: self.blobs_dir(),
+            digest: None,
+            written: 0,
         })
     }
 
@@ -188,7 +253,7 @@ impl ImageStore {
     pub async fn put_blob(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
         let mut writer = self.blob_writer(digest).await?;
         writer.write(bytes).await?;
-        writer.commit().await
+        writer.commit().await.map(drop)
     }
 
     /// Unpacks the stored blob `blob` (a layer tarball) as the layer with
@@ -260,9 +325,10 @@ fn unpack_into(
     }
 }
 
-/// A blob being written: bytes go to a temp file beside the final one and
-/// are hashed; [`BlobWriter::commit`] fsyncs and renames it into place only
-/// when the hash is the digest. Dropped without a commit, the temp file is
+/// A blob being written: bytes go to a temp file in the blobs dir and are
+/// hashed; [`BlobWriter::commit`] fsyncs and renames it into place only
+/// when the hash is the digest expected (or, for [`ImageStore::new_blob`],
+/// under the digest it has). Dropped without a commit, the temp file is
 /// removed.
 #[derive(Debug)]
 pub struct BlobWriter {
@@ -270,39 +336,57 @@ pub struct BlobWriter {
     hasher: Sha256,
     /// `None` once committed.
     temp: Option<PathBuf>,
-    path: PathBuf,
-    digest: Digest,
+    blobs_dir: PathBuf,
+    /// The digest the bytes must have, when known in advance.
+    digest: Option<Digest>,
+    written: u64,
 }
 
 impl BlobWriter {
     /// Appends `bytes`.
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         self.hasher.update(bytes);
+        self.written += bytes.len() as u64;
+        let blobs_dir = &self.blobs_dir;
         self.file
             .write_all(bytes)
             .await
-            .map_err(io_error("writing", &self.path))
+            .map_err(io_error("writing", blobs_dir))
     }
 
-    /// Verifies, fsyncs and renames the blob into place.
-    pub async fn commit(mut self) -> Result<(), StoreError> {
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Verifies, fsyncs and renames the blob into place; returns its digest.
+    pub async fn commit(mut self) -> Result<Digest, StoreError> {
         let actual = hex::encode(std::mem::take(&mut self.hasher).finalize());
-        if actual != self.digest.hex() {
-            return Err(StoreError::BlobDigestMismatch {
-                expected: self.digest.clone(),
-                actual: format!("sha256:{actual}"),
-            });
-        }
+        let digest = match &self.digest {
+            Some(expected) if actual != expected.hex() => {
+                return Err(StoreError::BlobDigestMismatch {
+                    expected: expected.clone(),
+                    actual: format!("sha256:{actual}"),
+                });
+            }
+            Some(expected) => expected.clone(),
+            None => Digest::parse(&format!("sha256:{actual}")).map_err(|e| StoreError::Io {
+                op: "naming",
+                path: self.blobs_dir.clone(),
+                source: io::Error::other(e.to_string()),
+            })?,
+        };
+        let path = self.blobs_dir.join(digest.hex());
         self.file
             .sync_all()
             .await
-            .map_err(io_error("syncing", &self.path))?;
+            .map_err(io_error("syncing", &path))?;
         let temp = self.temp.clone().unwrap_or_default();
-        tokio::fs::rename(&temp, &self.path)
+        tokio::fs::rename(&temp, &path)
             .await
-            .map_err(io_error("renaming into place", &self.path))?;
+            .map_err(io_error("renaming into place", &path))?;
         self.temp = None;
-        Ok(())
+        Ok(digest)
     }
 }
 
