@@ -64,10 +64,7 @@ pub fn find_in<'a>(all: &'a [Image], name: &str) -> Result<(&'a Image, Found), L
                 reference.name(),
                 reference.digest().map(|d| d.as_str()).unwrap_or_default()
             );
-            if let Some(image) = all
-                .iter()
-                .find(|i| i.spec.repo_digests.iter().any(|d| *d == digested))
-            {
+            if let Some(image) = all.iter().find(|i| i.spec.repo_digests.contains(&digested)) {
                 return Ok((image, Found::Digest(digested)));
             }
             // `repo:tag@digest` and `repo@digest` both name the digest
@@ -75,10 +72,7 @@ pub fn find_in<'a>(all: &'a [Image], name: &str) -> Result<(&'a Image, Found), L
             return Err(not_found());
         }
         let tagged = reference.with_default_tag().to_string();
-        if let Some(image) = all
-            .iter()
-            .find(|i| i.spec.repo_tags.iter().any(|t| *t == tagged))
-        {
+        if let Some(image) = all.iter().find(|i| i.spec.repo_tags.contains(&tagged)) {
             return Ok((image, Found::Tag(tagged)));
         }
     }

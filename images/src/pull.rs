@@ -88,14 +88,17 @@ pub async fn pull(
     } else {
         reference.clone().with_default_tag()
     };
+    // Resolved before anything is reported, as Docker does: a pull of an
+    // unknown tag fails with no progress shown, so the API can still answer
+    // it with an HTTP error instead of an in-stream one.
+    let resolved = client.resolve(&reference, platform).await?;
     progress(PullEvent::PullingFrom {
-        repo: reference.familiar_name(),
+        repo: reference.repository().to_owned(),
         tag: match reference.digest() {
             Some(d) => d.to_string(),
             None => reference.tag().unwrap_or_default().to_owned(),
         },
     });
-    let resolved = client.resolve(&reference, platform).await?;
     let manifest = &resolved.manifest;
     let config_bytes = client
         .fetch_blob_bytes(&reference, &manifest.config)

@@ -1,23 +1,32 @@
-//! A Registry v2 client, pull side: resolve a [`Reference`] to the image
-//! manifest for one platform, and stream blobs whose digest and size are
-//! checked as they arrive.
+//! A Registry v2 client: resolve a [`Reference`] to the image manifest for
+//! one platform and stream blobs whose digest and size are checked as they
+//! arrive (pull); check, mount and upload blobs and put manifests (push);
+//! check credentials (`docker login`) and search a registry (`docker
+//! search`).
 //!
 //! Built on reqwest with rustls (ring provider, no OpenSSL, no aws-lc C
 //! build) rather than oci-client: the pull path needs the raw manifest bytes,
 //! Docker's error wording, our own [`Digest`] type, and a body stream we hash
 //! ourselves while reporting progress — a thin client over HTTP gives all of
 //! that directly. Authentication follows the `WWW-Authenticate` challenge of
-//! a `401`: `Bearer` (a token from the realm, cached per host and repository)
-//! or `Basic` (the caller's credentials for the host). Loopback hosts and
-//! hosts named as insecure are spoken to in plain HTTP, others in HTTPS.
+//! a `401`: `Bearer` (a token from the realm for the scope the operation
+//! needs — `repository:<repo>:pull`, `…:pull,push`, `registry:catalog:*` —
+//! cached per host and scope) or `Basic` (the caller's credentials for the
+//! host). Loopback hosts and hosts named as insecure are spoken to in plain
+//! HTTP, others in HTTPS.
 //!
-//! Limits: pull only (no push yet); Docker schema 1 manifests and v1
-//! registries are refused, as the project supports Registry v2 only; an
-//! insecure registry is reached by HTTP only (Docker tries HTTPS first); no
-//! retries — a failed request is the caller's to retry.
+//! Blobs are uploaded in one `PUT` when small, else in chunks of
+//! [`UPLOAD_CHUNK_BYTES`] (`PATCH` with `Content-Range`, then `PUT
+//! ?digest=`), each chunk read from the file as it goes.
+//!
+//! Limits: Docker schema 1 manifests and v1 registries are refused, as the
+//! project supports Registry v2 only (the one v1 call is Docker Hub's
+//! `/v1/search`); an insecure registry is reached by HTTP only (Docker tries
+//! HTTPS first); no retries — a failed request is the caller's to retry.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Once};
 use std::task::{Context, Poll};
@@ -27,9 +36,12 @@ use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, WWW_AUTHENTICATE};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, LOCATION, WWW_AUTHENTICATE,
+};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
+use tokio::io::AsyncReadExt;
 
 use crate::reference::{Digest, Reference};
 
@@ -55,6 +67,20 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How long a response may stay silent before the pull is abandoned.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Blobs up to this size are uploaded in one `PUT`; larger ones in
+/// `PATCH` chunks of this size (each read from disk as it is sent).
+pub const UPLOAD_CHUNK_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The most catalog pages [`Client::search`] reads on a registry without
+/// a search API.
+const MAX_CATALOG_PAGES: usize = 50;
+
+/// Repositories asked for per catalog page.
+const CATALOG_PAGE_SIZE: usize = 100;
+
+/// Docker Hub's host, which serves `/v1/search`.
+const DOCKER_HUB_INDEX_HOST: &str = "index.docker.io";
 
 /// Why a pull step failed. `Display` is what a user should read (Docker's
 /// wording where the CLI shows it).
@@ -161,6 +187,36 @@ pub enum RegistryError {
     /// The HTTP client could not be built, or a challenge named a bad realm.
     #[error("registry client: {0}")]
     Client(String),
+    /// `docker login` with credentials the registry refused (Docker's
+    /// wording).
+    #[error("login attempt to {url} failed with status: {status}")]
+    LoginFailed {
+        /// The `/v2/` URL tried.
+        url: String,
+        /// The status it answered (`401 Unauthorized`).
+        status: StatusCode,
+    },
+    /// A blob to upload could not be read from disk.
+    #[error("reading blob {}: {source}", path.display())]
+    ReadBlob {
+        /// The blob's file.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The registry answered an upload without saying where to continue.
+    #[error("registry {host} answered a blob upload without a Location")]
+    NoUploadLocation {
+        /// The host.
+        host: String,
+    },
+    /// The registry has neither Docker's search API nor the v2 catalog.
+    #[error("registry {host} does not support search")]
+    SearchUnsupported {
+        /// The host.
+        host: String,
+    },
 }
 
 /// An OS, architecture and optional variant, as `docker pull --platform`
@@ -688,88 +744,130 @@ impl Client {
             .any(|r| r == host || r == bare)
     }
 
-    fn credentials(&self, reference: &Reference) -> Option<&Credentials> {
+    /// The credentials for `host`; Docker Hub's are found under any of its
+    /// names.
+    fn credentials_for_host(&self, host: &str) -> Option<&Credentials> {
         let creds = &self.config.credentials;
-        creds
-            .get(reference.registry_host())
-            .or_else(|| creds.get(reference.domain()))
+        creds.get(host).or_else(|| {
+            is_docker_hub(host)
+                .then(|| DOCKER_HUB_NAMES.iter().find_map(|name| creds.get(*name)))
+                .flatten()
+        })
     }
 
     /// Send the request `build` makes with any authorization we hold for
-    /// the repository; on `401` answer the challenge once and send again.
-    /// Any status other than 2xx becomes an error.
+    /// the repository, pull scope; see [`Self::send_scoped`].
     async fn send(
         &self,
         reference: &Reference,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, RegistryError> {
-        let host = reference.registry_host();
-        let key = (host.to_owned(), reference.repository().to_owned());
-        let cached = self
-            .authorizations
-            .lock()
-            .expect("authorization cache lock")
-            .get(&key)
-            .cloned();
+        let scopes = [pull_scope(reference.repository())];
+        self.send_scoped(reference.registry_host(), &scopes, build)
+            .await
+    }
+
+    /// Send the request `build` makes to `host` with any authorization we
+    /// hold for `scopes`; on `401` answer the challenge once (a token for
+    /// `scopes`, or the basic credentials) and send again. Any status other
+    /// than 2xx becomes an error.
+    async fn send_scoped(
+        &self,
+        host: &str,
+        scopes: &[String],
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let response = self.send_unchecked(host, scopes, build).await?;
+        check_status(host, response).await
+    }
+
+    /// [`Self::send_scoped`] returning the last response whatever its
+    /// status (for callers that treat some errors, e.g. `404`, as answers).
+    async fn send_unchecked(
+        &self,
+        host: &str,
+        scopes: &[String],
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let key = (host.to_owned(), scopes.join(" "));
+        let cached = self.cached_authorization(&key);
         let mut request = build(&self.http);
         if let Some(auth) = &cached {
             request = request.header(AUTHORIZATION, auth);
         }
         let response = request.send().await.map_err(|e| unreachable(host, e))?;
         if response.status() != StatusCode::UNAUTHORIZED {
-            return check_status(host, response).await;
+            return Ok(response);
         }
         let challenge =
             header_str(response.headers(), WWW_AUTHENTICATE.as_str()).and_then(Challenge::parse);
         let Some(challenge) = challenge else {
-            return check_status(host, response).await;
+            return Ok(response);
         };
         let auth = match challenge.scheme.as_str() {
-            "basic" => match self.credentials(reference) {
+            "basic" => match self.credentials_for_host(host) {
                 Some(credentials) => credentials.basic(),
-                None => return check_status(host, response).await,
+                None => return Ok(response),
             },
-            "bearer" => self.bearer_token(reference, &challenge).await?,
-            _ => return check_status(host, response).await,
+            "bearer" => self.bearer_token(host, scopes, &challenge).await?,
+            _ => return Ok(response),
         };
         let response = build(&self.http)
             .header(AUTHORIZATION, &auth)
             .send()
             .await
             .map_err(|e| unreachable(host, e))?;
-        if response.status().is_success() {
+        if response.status().is_success() || response.status().is_redirection() {
             self.authorizations
                 .lock()
                 .expect("authorization cache lock")
                 .insert(key, auth);
         }
-        check_status(host, response).await
+        Ok(response)
     }
 
-    /// A `Bearer …` authorization from the challenge's token service, for
-    /// pulling the reference's repository.
+    fn cached_authorization(&self, key: &(String, String)) -> Option<String> {
+        self.authorizations
+            .lock()
+            .expect("authorization cache lock")
+            .get(key)
+            .cloned()
+    }
+
+    /// A `Bearer …` authorization from the challenge's token service for
+    /// `scopes` (and the challenge's own scope, when it names another).
     async fn bearer_token(
         &self,
-        reference: &Reference,
+        host: &str,
+        scopes: &[String],
         challenge: &Challenge,
     ) -> Result<String, RegistryError> {
-        let host = reference.registry_host();
         let realm = challenge.param("realm").ok_or_else(|| {
             RegistryError::Client(format!("{host}: bearer challenge has no realm"))
         })?;
         let mut url = reqwest::Url::parse(realm)
             .map_err(|e| RegistryError::Client(format!("{host}: bad token realm {realm}: {e}")))?;
+        let credentials = self.credentials_for_host(host);
         {
             let mut query = url.query_pairs_mut();
             if let Some(service) = challenge.param("service") {
                 query.append_pair("service", service);
             }
-            let scope = format!("repository:{}:pull", reference.repository());
-            query.append_pair("scope", challenge.param("scope").unwrap_or(&scope));
+            for scope in scopes {
+                query.append_pair("scope", scope);
+            }
+            if let Some(scope) = challenge.param("scope")
+                && !scopes.iter().any(|s| s == scope)
+            {
+                query.append_pair("scope", scope);
+            }
+            if let Some(credentials) = credentials {
+                query.append_pair("account", &credentials.username);
+            }
         }
         let realm_host = url.host_str().unwrap_or(host).to_owned();
         let mut request = self.http.get(url);
-        if let Some(credentials) = self.credentials(reference) {
+        if let Some(credentials) = credentials {
             request = request.header(AUTHORIZATION, credentials.basic());
         }
         let response = request
@@ -794,6 +892,435 @@ impl Client {
             })?;
         Ok(format!("Bearer {token}"))
     }
+}
+
+/// What [`Client::push_blob`] did with a blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobPush {
+    /// The repository had it already (`Layer already exists`).
+    Exists,
+    /// The registry mounted it from this repository of the same registry
+    /// (`Mounted from …`).
+    Mounted(String),
+    /// Its bytes were uploaded (`Pushed`).
+    Uploaded,
+}
+
+/// One repository found by [`Client::search`], in Docker's JSON field
+/// names (`GET /images/search`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SearchResult {
+    /// The repository: `busybox`, `user/app` on Docker Hub; `host/repo`
+    /// on another registry.
+    pub name: String,
+    /// Its description (empty when the registry has none).
+    #[serde(default)]
+    pub description: String,
+    /// Its stars (0 when the registry has none).
+    #[serde(default)]
+    pub star_count: u64,
+    /// Whether it is an official image.
+    #[serde(default)]
+    pub is_official: bool,
+    /// Whether it is built automatically (deprecated by Docker, always
+    /// false on current registries).
+    #[serde(default)]
+    pub is_automated: bool,
+}
+
+/// Push, login and search.
+impl Client {
+    /// A client sharing this one's connections and configuration but using
+    /// `credentials` for `host` (none: anonymous), with its own cache of
+    /// authorizations: for credentials that come with one request (Docker's
+    /// `X-Registry-Auth`).
+    pub fn with_credentials(&self, host: &str, credentials: Option<Credentials>) -> Client {
+        let mut config = (*self.config).clone();
+        config.credentials.remove(host);
+        if is_docker_hub(host) {
+            for name in DOCKER_HUB_NAMES {
+                config.credentials.remove(*name);
+            }
+        }
+        if let Some(credentials) = credentials {
+            config.credentials.insert(host.to_owned(), credentials);
+        }
+        Client {
+            http: self.http.clone(),
+            config: Arc::new(config),
+            authorizations: Arc::default(),
+        }
+    }
+
+    /// Whether `reference`'s repository has blob `digest`: its size when it
+    /// does (`HEAD /v2/<repo>/blobs/<digest>`), with push access asked.
+    pub async fn blob_exists(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+    ) -> Result<Option<u64>, RegistryError> {
+        let host = reference.registry_host();
+        let url = format!(
+            "{}/v2/{}/blobs/{digest}",
+            self.base_url(host),
+            reference.repository()
+        );
+        let scopes = [push_scope(reference.repository())];
+        let response = self
+            .send_unchecked(host, &scopes, |http| http.head(&url))
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let response = check_status(host, response).await?;
+        Ok(Some(
+            header_str(response.headers(), CONTENT_LENGTH.as_str())
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(0),
+        ))
+    }
+
+    /// Pushes the blob `descriptor` names, read from `path`, to
+    /// `reference`'s repository, unless it is there already; when
+    /// `mount_from` names another repository of the same registry, asks the
+    /// registry to mount it from there first. `progress(sent, total)` is
+    /// called as bytes go out.
+    pub async fn push_blob(
+        &self,
+        reference: &Reference,
+        descriptor: &Descriptor,
+        path: &Path,
+        mount_from: Option<&str>,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<BlobPush, RegistryError> {
+        if self
+            .blob_exists(reference, &descriptor.digest)
+            .await?
+            .is_some()
+        {
+            return Ok(BlobPush::Exists);
+        }
+        let host = reference.registry_host();
+        let repository = reference.repository();
+        let base = self.base_url(host);
+        let mut scopes = vec![push_scope(repository)];
+        let mut start = format!("{base}/v2/{repository}/blobs/uploads/");
+        if let Some(from) = mount_from.filter(|f| *f != repository) {
+            scopes.push(pull_scope(from));
+            let query: String = reqwest::Url::parse_with_params(
+                "http://x/",
+                &[("mount", descriptor.digest.as_str()), ("from", from)],
+            )
+            .map(|u| u.query().unwrap_or_default().to_owned())
+            .unwrap_or_default();
+            start = format!("{start}?{query}");
+        }
+        let response = self
+            .send_scoped(host, &scopes, |http| {
+                http.post(&start).header(CONTENT_LENGTH, "0")
+            })
+            .await?;
+        if response.status() == StatusCode::CREATED
+            && let Some(from) = mount_from
+        {
+            tracing::debug!(%host, %repository, digest = %descriptor.digest, from, "blob mounted");
+            return Ok(BlobPush::Mounted(from.to_owned()));
+        }
+        let auth = self.cached_authorization(&(host.to_owned(), scopes.join(" ")));
+        let mut location = upload_location(host, &base, &response)?;
+        let mut file =
+            tokio::fs::File::open(path)
+                .await
+                .map_err(|source| RegistryError::ReadBlob {
+                    path: path.to_owned(),
+                    source,
+                })?;
+        let total = descriptor.size;
+        let read_error = |source| RegistryError::ReadBlob {
+            path: path.to_owned(),
+            source,
+        };
+        let authorized = |request: reqwest::RequestBuilder, url: &reqwest::Url| match &auth {
+            // The token is for the registry, not for a storage backend an
+            // upload may be sent to.
+            Some(auth) if url_host(url) == host => request.header(AUTHORIZATION, auth),
+            _ => request,
+        };
+        let mut sent = 0u64;
+        let final_body = if total <= UPLOAD_CHUNK_BYTES {
+            let mut bytes = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+            file.read_to_end(&mut bytes).await.map_err(read_error)?;
+            Bytes::from(bytes)
+        } else {
+            while sent < total {
+                let len = (total - sent).min(UPLOAD_CHUNK_BYTES);
+                let mut chunk = vec![0u8; usize::try_from(len).unwrap_or(0)];
+                file.read_exact(&mut chunk).await.map_err(read_error)?;
+                let request = self
+                    .http
+                    .patch(location.clone())
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header("Content-Range", format!("{sent}-{}", sent + len - 1))
+                    .header(CONTENT_LENGTH, len)
+                    .body(chunk);
+                let response = authorized(request, &location)
+                    .send()
+                    .await
+                    .map_err(|e| unreachable(host, e))?;
+                let response = check_status(host, response).await?;
+                location = upload_location(host, &base, &response)?;
+                sent += len;
+                progress(sent, total);
+            }
+            Bytes::new()
+        };
+        let body_len = final_body.len() as u64;
+        location
+            .query_pairs_mut()
+            .append_pair("digest", descriptor.digest.as_str());
+        let request = self
+            .http
+            .put(location.clone())
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, body_len)
+            .body(final_body);
+        let response = authorized(request, &location)
+            .send()
+            .await
+            .map_err(|e| unreachable(host, e))?;
+        check_status(host, response).await?;
+        progress(total, total);
+        Ok(BlobPush::Uploaded)
+    }
+
+    /// Puts `bytes`, a manifest of `media_type`, as `reference`'s tag (its
+    /// digest when it has no tag); returns the digest the registry stored
+    /// it under, which must be the bytes' sha256.
+    pub async fn put_manifest(
+        &self,
+        reference: &Reference,
+        media_type: &str,
+        bytes: Bytes,
+    ) -> Result<Digest, RegistryError> {
+        let host = reference.registry_host();
+        let ours =
+            Digest::parse(&sha256_digest(&bytes)).expect("a sha256 digest we formatted is valid");
+        let target = reference
+            .tag()
+            .map(str::to_owned)
+            .unwrap_or_else(|| ours.to_string());
+        let url = format!(
+            "{}/v2/{}/manifests/{target}",
+            self.base_url(host),
+            reference.repository()
+        );
+        let scopes = [push_scope(reference.repository())];
+        let response = self
+            .send_scoped(host, &scopes, |http| {
+                http.put(&url)
+                    .header(CONTENT_TYPE, media_type)
+                    .body(bytes.clone())
+            })
+            .await?;
+        match header_str(response.headers(), "docker-content-digest") {
+            Some(theirs) if theirs != ours.as_str() => Err(RegistryError::DigestMismatch {
+                what: format!("manifest {}", reference.familiar()),
+                expected: ours.to_string(),
+                actual: theirs.to_owned(),
+            }),
+            _ => Ok(ours),
+        }
+    }
+
+    /// Checks `credentials` on `host` as `docker login` does: `GET /v2/`,
+    /// answering a Basic challenge with them or a Bearer one by asking the
+    /// token service with them. A registry that wants no credentials
+    /// accepts any.
+    pub async fn login(&self, host: &str, credentials: &Credentials) -> Result<(), RegistryError> {
+        let client = self.with_credentials(host, Some(credentials.clone()));
+        let url = format!("{}/v2/", client.base_url(host));
+        let response = client
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| unreachable(host, e))?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            check_status(host, response).await?;
+            return Ok(());
+        }
+        let challenge =
+            header_str(response.headers(), WWW_AUTHENTICATE.as_str()).and_then(Challenge::parse);
+        let auth = match challenge {
+            Some(challenge) if challenge.scheme == "bearer" => {
+                client.bearer_token(host, &[], &challenge).await?
+            }
+            _ => credentials.basic(),
+        };
+        let response = client
+            .http
+            .get(&url)
+            .header(AUTHORIZATION, auth)
+            .send()
+            .await
+            .map_err(|e| unreachable(host, e))?;
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(RegistryError::LoginFailed { url, status });
+        }
+        check_status(host, response).await?;
+        Ok(())
+    }
+
+    /// Repositories on `host` matching `term`, at most `limit`: Docker's
+    /// search API (`GET /v1/search`, Docker Hub's) when the registry has it,
+    /// else the Registry v2 catalog (`GET /v2/_catalog`, paginated, at most
+    /// [`MAX_CATALOG_PAGES`] pages) filtered by substring.
+    pub async fn search(
+        &self,
+        host: &str,
+        term: &str,
+        limit: usize,
+    ) -> Result<Vec<SearchResult>, RegistryError> {
+        let search_host = if is_docker_hub(host) {
+            DOCKER_HUB_INDEX_HOST
+        } else {
+            host
+        };
+        let limit_text = limit.to_string();
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/v1/search", self.base_url(search_host)),
+            &[("q", term), ("n", limit_text.as_str())],
+        )
+        .map_err(|e| RegistryError::Client(format!("{host}: bad search URL: {e}")))?;
+        let response = self
+            .send_unchecked(search_host, &[], |http| http.get(url.clone()))
+            .await?;
+        if response.status() != StatusCode::NOT_FOUND {
+            let response = check_status(search_host, response).await?;
+            let body = read_limited(search_host, response).await?;
+            #[derive(Deserialize)]
+            struct Answer {
+                #[serde(default)]
+                results: Vec<SearchResult>,
+            }
+            if let Ok(answer) = serde_json::from_slice::<Answer>(&body) {
+                let mut results = answer.results;
+                results.truncate(limit);
+                return Ok(results);
+            }
+            tracing::debug!(%host, "the /v1/search answer is not a search result; trying the catalog");
+        }
+        let needle = term.to_ascii_lowercase();
+        let base = self.base_url(host);
+        let mut next = Some(format!("{base}/v2/_catalog?n={CATALOG_PAGE_SIZE}"));
+        let mut results = Vec::new();
+        let scopes = ["registry:catalog:*".to_owned()];
+        for page in 0..MAX_CATALOG_PAGES {
+            let Some(url) = next.take() else { break };
+            let response = self
+                .send_unchecked(host, &scopes, |http| http.get(&url))
+                .await?;
+            if page == 0 && response.status() == StatusCode::NOT_FOUND {
+                return Err(RegistryError::SearchUnsupported {
+                    host: host.to_owned(),
+                });
+            }
+            let response = check_status(host, response).await?;
+            next = header_str(response.headers(), "link")
+                .and_then(next_link)
+                .and_then(|link| reqwest::Url::parse(&base).ok()?.join(&link).ok())
+                .map(|u| u.to_string());
+            let body = read_limited(host, response).await?;
+            #[derive(Deserialize)]
+            struct Catalog {
+                #[serde(default)]
+                repositories: Vec<String>,
+            }
+            let catalog: Catalog = parse_json("catalog", host, &body)?;
+            for repository in catalog.repositories {
+                if repository.to_ascii_lowercase().contains(&needle) && results.len() < limit {
+                    results.push(SearchResult {
+                        name: format!("{host}/{repository}"),
+                        ..SearchResult::default()
+                    });
+                }
+            }
+            if results.len() >= limit {
+                break;
+            }
+        }
+        Ok(results)
+    }
+}
+
+/// Where an upload continues: the response's `Location`, absolute or
+/// relative to the registry, its query (the upload state) kept.
+fn upload_location(
+    host: &str,
+    base: &str,
+    response: &reqwest::Response,
+) -> Result<reqwest::Url, RegistryError> {
+    let location = header_str(response.headers(), LOCATION.as_str()).ok_or_else(|| {
+        RegistryError::NoUploadLocation {
+            host: host.to_owned(),
+        }
+    })?;
+    reqwest::Url::parse(base)
+        .and_then(|b| b.join(location))
+        .map_err(|e| RegistryError::Client(format!("{host}: bad upload location {location}: {e}")))
+}
+
+/// `host[:port]` of a URL, as references write it.
+fn url_host(url: &reqwest::Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        _ => String::new(),
+    }
+}
+
+/// The target of a `Link: <url>; rel="next"` header.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "rel=\"next\"" || p == "rel=next"
+            })
+            .then(|| {
+                target
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_owned()
+            })
+    })
+}
+
+/// The names Docker Hub's credentials may be stored under.
+const DOCKER_HUB_NAMES: &[&str] = &[
+    "docker.io",
+    "index.docker.io",
+    "registry-1.docker.io",
+    "https://index.docker.io/v1/",
+];
+
+/// Whether `host` is one of Docker Hub's names.
+fn is_docker_hub(host: &str) -> bool {
+    DOCKER_HUB_NAMES.contains(&host)
+}
+
+/// The token scope for pulling `repository`.
+fn pull_scope(repository: &str) -> String {
+    format!("repository:{repository}:pull")
+}
+
+/// The token scope for pushing to `repository`.
+fn push_scope(repository: &str) -> String {
+    format!("repository:{repository}:pull,push")
 }
 
 /// A blob body being received: yields the bytes as they come, hashing and
@@ -1016,6 +1543,12 @@ struct ErrorEntry {
     message: String,
 }
 
+/// A token service's error body, `{"details": "…"}`.
+#[derive(Deserialize)]
+struct TokenErrorBody {
+    details: Option<String>,
+}
+
 /// The response when it is 2xx; otherwise the error it stands for.
 async fn check_status(
     host: &str,
@@ -1035,9 +1568,15 @@ async fn check_status(
             .map(|e| e.message.as_str())
             .collect::<Vec<_>>()
             .join("; "),
-        _ => String::from_utf8_lossy(&body[..body.len().min(512)])
-            .trim()
-            .to_owned(),
+        // Token services (Docker Hub's) answer `{"details": "…"}`.
+        _ => match serde_json::from_slice::<TokenErrorBody>(&body) {
+            Ok(TokenErrorBody {
+                details: Some(details),
+            }) if !details.is_empty() => details,
+            _ => String::from_utf8_lossy(&body[..body.len().min(512)])
+                .trim()
+                .to_owned(),
+        },
     };
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         let message = if message.is_empty() {

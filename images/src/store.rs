@@ -200,6 +200,58 @@ impl ImageStore {
         self.has_blob(&source.digest).then_some(source)
     }
 
+    /// Removes the unpacked layer `diff_id` with its records and the blob it
+    /// came from. The dir is first renamed to a temp name, so a crash midway
+    /// leaves only what [`ImageStore::open`] cleans. Returns whether there
+    /// was a layer. The caller makes sure no image still uses it.
+    pub async fn remove_layer(&self, diff_id: &Digest) -> Result<bool, StoreError> {
+        let hex = sha256_hex(diff_id)?.to_owned();
+        let dir = self.layer_dir(diff_id);
+        let source = std::fs::read(self.layer_source_path(diff_id))
+            .ok()
+            .and_then(|json| serde_json::from_slice::<LayerSource>(&json).ok());
+        let doomed = self.layers_dir().join(temp_name(&hex));
+        let existed = match std::fs::rename(&dir, &doomed) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io_error("renaming for removal", &dir)(e)),
+        };
+        for path in [
+            self.layer_size_path(diff_id),
+            self.layer_source_path(diff_id),
+        ] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("removing", &path)(e)),
+            }
+        }
+        if let Some(source) = source {
+            self.remove_blob(&source.digest)?;
+        }
+        if existed {
+            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&doomed))
+                .await
+                .map_err(|e| StoreError::Io {
+                    op: "removing",
+                    path: dir.clone(),
+                    source: io::Error::other(e.to_string()),
+                })?
+                .map_err(io_error("removing", &dir))?;
+        }
+        Ok(existed)
+    }
+
+    /// Removes blob `digest` if it is stored.
+    pub fn remove_blob(&self, digest: &Digest) -> Result<(), StoreError> {
+        let path = self.blob_path(digest);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("removing", &path)(e)),
+        }
+    }
+
     /// The layer dirs of `image`, top layer first, as overlayfs's
     /// `lowerdir=` wants them. Diff ids that do not parse are skipped.
     pub fn lower_dirs(&self, image: &Image) -> Vec<PathBuf> {

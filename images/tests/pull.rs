@@ -128,7 +128,7 @@ async fn pulling_a_layered_busybox_records_the_image_and_unpacks_its_layers() {
     assert_eq!(
         events.first(),
         Some(&PullEvent::PullingFrom {
-            repo: format!("{}/library/busybox", registry.host()),
+            repo: "library/busybox".into(),
             tag: "latest".into()
         })
     );
