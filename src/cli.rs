@@ -73,6 +73,10 @@ pub struct ServeArgs {
     /// hostname and process id).
     #[arg(long)]
     pub instance_id: Option<String>,
+    /// A registry (`host` or `host:port`) reached in plain HTTP instead of
+    /// HTTPS, like dockerd's flag (repeatable). Loopback registries always are.
+    #[arg(long = "insecure-registry", action = ArgAction::Append)]
+    pub insecure_registries: Vec<String>,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

@@ -44,7 +44,12 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()> + Send) -> 
         .with_context(|| format!("opening the store (--store {})", args.store))?;
     tracing::info!(store = %args.store, data_dir = %args.data_dir.display(), "store open");
 
-    let docker = sdc_docker_api::docker::router(store.clone());
+    let image_store = sdc_docker_images::store::ImageStore::open(args.data_dir.join("images"))
+        .context("opening the image store")?;
+    let images =
+        sdc_docker_api::docker::ImageContext::new(image_store, args.insecure_registries.clone())
+            .context("setting up the registry client")?;
+    let docker = sdc_docker_api::docker::router(store.clone(), images);
     let instance_id = args.instance_id.clone().unwrap_or_else(default_instance_id);
     let mut manager = Manager::new(
         store.clone(),

@@ -7,11 +7,13 @@ use axum::body::Body;
 use http_body_util::BodyExt;
 use sdc_docker_store::Store;
 
-/// An embedded store living as long as this value.
+/// An embedded store (and an image store beside it) living as long as
+/// this value.
 pub struct TestStore {
     /// The store.
     pub store: Arc<dyn Store>,
     _dir: tempfile::TempDir,
+    images_dir: std::path::PathBuf,
 }
 
 impl TestStore {
@@ -21,7 +23,19 @@ impl TestStore {
         let store = sdc_docker_store::connect("embedded", dir.path())
             .await
             .expect("opening the embedded store");
-        TestStore { store, _dir: dir }
+        let images_dir = dir.path().join("images");
+        TestStore {
+            store,
+            _dir: dir,
+            images_dir,
+        }
+    }
+
+    /// An image context over a fresh image store in the same temp dir.
+    pub fn image_context(&self) -> crate::docker::ImageContext {
+        let store = sdc_docker_images::store::ImageStore::open(&self.images_dir)
+            .expect("opening the image store");
+        crate::docker::ImageContext::new(store, Vec::new()).expect("a registry client")
     }
 }
 

@@ -652,3 +652,67 @@ impl ImageIndex {
             .unwrap_or_else(|| panic!("the index has no linux/{architecture} image"))
     }
 }
+
+/// One entry of a [`raw_layer`]: names written into the tar header as
+/// given, `..` and all, which [`tar::Builder`] refuses to write (hostile
+/// layers for safety tests).
+#[derive(Clone, Debug)]
+pub struct RawEntry {
+    name: String,
+    link: Option<String>,
+    contents: Vec<u8>,
+}
+
+impl RawEntry {
+    /// A regular file at `name`.
+    pub fn file(name: &str, contents: &[u8]) -> RawEntry {
+        RawEntry {
+            name: name.into(),
+            link: None,
+            contents: contents.to_vec(),
+        }
+    }
+
+    /// A symlink at `name` to `target`.
+    pub fn symlink(name: &str, target: &str) -> RawEntry {
+        RawEntry {
+            name: name.into(),
+            link: Some(target.into()),
+            contents: Vec::new(),
+        }
+    }
+}
+
+/// A layer whose tar has `entries` with their names exactly as given.
+pub fn raw_layer(created_by: &str, entries: &[RawEntry]) -> Layer {
+    let mut tar = Vec::new();
+    for entry in entries {
+        let mut header = tar::Header::new_old();
+        let name = entry.name.as_bytes();
+        assert!(name.len() < 100, "raw names are short: {}", entry.name);
+        header.as_old_mut().name[..name.len()].copy_from_slice(name);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        match &entry.link {
+            Some(target) => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                let target = target.as_bytes();
+                header.as_old_mut().linkname[..target.len()].copy_from_slice(target);
+                header.set_size(0);
+            }
+            None => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(entry.contents.len() as u64);
+            }
+        }
+        header.set_cksum();
+        tar.extend_from_slice(header.as_bytes());
+        tar.extend_from_slice(&entry.contents);
+        let padding = (512 - entry.contents.len() % 512) % 512;
+        tar.extend(std::iter::repeat_n(0u8, padding));
+    }
+    tar.extend(std::iter::repeat_n(0u8, 1024));
+    Layer::from_tar(created_by, tar, Compression::default())
+}

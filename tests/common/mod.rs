@@ -192,6 +192,11 @@ impl Server {
         docker_at(&self.docker_host(), self.dir(), args)
     }
 
+    /// Run the real `docker` CLI with `input` on its standard input.
+    pub fn docker_with_stdin(&self, args: &[&str], input: &[u8]) -> Ran {
+        docker_at_with_stdin(&self.docker_host(), self.dir(), args, input)
+    }
+
     /// Write `text` to a file in the server's directory; its path.
     pub fn write_file(&self, name: &str, text: &str) -> PathBuf {
         let path = self.dir().join(name);
@@ -270,18 +275,47 @@ pub fn leader_gauge(metrics: &str, controller: &str) -> Option<u8> {
 /// Run the real `docker` CLI against `host`, with a config directory of
 /// its own so the machine's contexts and credentials play no part.
 pub fn docker_at(host: &str, config_dir: &Path, args: &[&str]) -> Ran {
-    Command::new(docker_binary())
+    docker_command(host, config_dir, args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running the docker CLI (/usr/local/bin/docker or docker on PATH)")
+        .into()
+}
+
+/// Like [`docker_at`], feeding `input` to the CLI's standard input.
+pub fn docker_at_with_stdin(host: &str, config_dir: &Path, args: &[&str], input: &[u8]) -> Ran {
+    let mut child = docker_command(host, config_dir, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running the docker CLI (/usr/local/bin/docker or docker on PATH)");
+    let mut pipe = child.stdin.take().expect("the CLI's stdin");
+    let input = input.to_vec();
+    // Written from a thread, so a CLI that answers before reading all of
+    // it cannot deadlock the test.
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&input);
+    });
+    let out = child
+        .wait_with_output()
+        .expect("waiting for the docker CLI");
+    let _ = writer.join();
+    out.into()
+}
+
+/// The docker CLI aimed at `host`, with its own config dir under `config_dir`.
+pub fn docker_command(host: &str, config_dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(docker_binary());
+    command
         .arg("-H")
         .arg(host)
         .args(args)
         .env("DOCKER_CONFIG", config_dir.join("docker-config"))
         .env_remove("DOCKER_HOST")
         .env_remove("DOCKER_CONTEXT")
-        .env_remove("DOCKER_API_VERSION")
-        .stdin(Stdio::null())
-        .output()
-        .expect("running the docker CLI (/usr/local/bin/docker or docker on PATH)")
-        .into()
+        .env_remove("DOCKER_API_VERSION");
+    command
 }
 
 /// A raw HTTP answer.

@@ -5,11 +5,14 @@
 //! routing, rejects versions outside [`MIN_API_VERSION`]..=[`API_VERSION`]
 //! on matched routes (Docker's wording), and puts `Api-Version`, `Server` and
 //! `Ostype` on every reply. Anything unrouted is Docker's 404
-//! `page not found`. One folder per concept: [`system`] now; containers,
-//! images, networks and volumes slot in beside it, each with a `routes()`
-//! merged in [`router`].
+//! `page not found`. One folder per concept: [`system`], [`images`];
+//! containers, networks and volumes slot in beside them, each with a
+//! `routes()` merged in [`router`].
 
+pub mod filters;
+pub mod images;
 pub mod negotiation;
+pub mod stream;
 pub mod system;
 
 use std::sync::Arc;
@@ -22,6 +25,7 @@ use tower::Layer;
 
 use crate::ApiError;
 pub use crate::build_info::{API_VERSION, MIN_API_VERSION};
+pub use images::ImageContext;
 pub use negotiation::ApiVersion;
 
 /// The largest request body a Docker route reads (container create bodies
@@ -33,19 +37,23 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub struct DockerState {
     /// The spec store.
     pub store: Arc<dyn Store>,
+    /// This node's image store and registry access.
+    pub images: Arc<ImageContext>,
 }
 
-/// The Docker Engine API over `store`.
-pub fn router(store: Arc<dyn Store>) -> Router {
+/// The Docker Engine API over `store`, with images in `images`.
+pub fn router(store: Arc<dyn Store>, images: ImageContext) -> Router {
+    let images = Arc::new(images);
     let routes = Router::new()
         .merge(system::routes())
+        .merge(images::routes())
         // Only matched routes check the version, as Docker does: an unknown
         // path under a bad version is still "page not found".
         .route_layer(from_fn(negotiation::check_version))
         .fallback(page_not_found)
         .method_not_allowed_fallback(page_not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(DockerState { store });
+        .with_state(DockerState { store, images });
     // The version prefix must be gone before routing, so this middleware
     // wraps the whole router instead of being one of its layers.
     Router::new().fallback_service(from_fn(negotiation::strip_version_prefix).layer(routes))

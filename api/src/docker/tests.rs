@@ -14,7 +14,7 @@ async fn call(method: &str, uri: &str) -> http::Response<Body> {
         .uri(uri)
         .body(Body::empty())
         .expect("request");
-    router(store.store.clone())
+    router(store.store.clone(), store.image_context())
         .oneshot(request)
         .await
         .expect("infallible")

@@ -1,15 +1,17 @@
 //! System routes: what a client asks before anything else (`/_ping` to
-//! negotiate, `/version` to show the server). `/info`, `/events` and `/df`
-//! belong here too when they come.
+//! negotiate, `/version` to show the server), and `/auth` (`docker
+//! login`). `/info`, `/events` and `/df` belong here too when they come.
 
+mod auth;
 mod ping;
 mod version;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use super::DockerState;
 
+pub use auth::AuthResponse;
 pub use version::{ComponentVersion, PlatformInfo, VersionResponse};
 
 /// The system routes.
@@ -17,4 +19,5 @@ pub fn routes() -> Router<DockerState> {
     Router::new()
         .route("/_ping", get(ping::ping).head(ping::ping))
         .route("/version", get(version::version))
+        .route("/auth", post(auth::auth))
 }
