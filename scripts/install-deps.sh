@@ -11,6 +11,7 @@ needed=(
   docker-registry     # the tests' Registry v2 (testkit::Registry)
   busybox-static      # the tests' images are built from its static /bin/busybox
   skopeo              # tests check OCI layouts / docker archives with it
+  runc                # the OCI runtime the linux zone driver runs containers with
 )
 
 # By package, not by command: Debian's dynamic `busybox` also provides
