@@ -215,13 +215,44 @@ pub async fn load(
 /// the image's platform. Answers `{"status":"sha256:…"}` as Docker does.
 /// Only `fromSrc=-` is supported (no import from a URL).
 pub async fn import(state: DockerState, query: Option<String>, body: Body) -> Response {
-    import_inner(state, query, body).await.into_response()
+    let mut body = Some(body);
+    let result = import_inner(state, query, &mut body).await;
+    if result.is_err()
+        && let Some(unread) = body.take()
+    {
+        // Refused before the tarball was read: read it anyway (within
+        // bounds), so the client, still sending, gets this answer instead
+        // of a broken pipe.
+        drain(unread).await;
+    }
+    result.into_response()
 }
+
+/// Reads and drops what is left of a request body: at most
+/// [`DRAIN_MAX_BYTES`], for at most [`DRAIN_TIMEOUT`].
+async fn drain(body: Body) {
+    let mut stream = body.into_data_stream();
+    let mut read = 0usize;
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read > DRAIN_MAX_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// How much of a refused upload is read before the connection is closed.
+const DRAIN_MAX_BYTES: usize = 1 << 30;
+/// How long reading a refused upload may take.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 async fn import_inner(
     state: DockerState,
     query: Option<String>,
-    body: Body,
+    body: &mut Option<Body>,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(query.as_deref());
     match last(&pairs, "fromSrc") {
@@ -264,10 +295,12 @@ async fn import_inner(
             ))
         })?,
     };
+    // The changes are checked while the body can still be drained.
+    archive::apply_changes(&mut serde_json::Map::new(), &changes).map_err(archive_error)?;
     let image = archive::import(
         &state.images.store,
         &images_api(&state),
-        BodyReader::new(body),
+        BodyReader::new(body.take().unwrap_or_default()),
         reference.clone(),
         &changes,
         message,
