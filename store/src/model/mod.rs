@@ -9,10 +9,12 @@
 
 mod container;
 mod image;
+mod log_config;
 mod metadata;
 mod network;
 mod node;
 mod package;
+mod restart;
 mod volume;
 
 pub use container::{
@@ -20,10 +22,15 @@ pub use container::{
     PortBinding, RestartPolicy, RestartPolicyName,
 };
 pub use image::{Image, ImageSpec, ImageStatus};
+pub use log_config::{
+    DEFAULT_MAX_LOG_FILES, DEFAULT_MAX_LOG_SIZE, HostLog, LogConfigError, MAX_LOG_CONFIG_LEN,
+    ValidLogConfig,
+};
 pub use metadata::{Condition, Metadata};
 pub use network::{Network, NetworkSpec, NetworkStatus};
 pub use node::{Node, NodeSpec, NodeStatus};
 pub use package::{Package, PackageSpec, PackageStatus};
+pub use restart::{RESTART_BASE_DELAY, RESTART_MAX_DELAY, restart_delay};
 pub use volume::{Volume, VolumeSpec, VolumeStatus};
 
 use std::fmt;
