@@ -284,6 +284,9 @@ pub struct Controller<K: Resource> {
     pub(crate) timeout: Duration,
     pub(crate) backoff: BackoffPolicy,
     pub(crate) watches: Vec<Box<dyn RelatedWatch>>,
+    /// Keys sent from outside the store (a zone that exited), taken once
+    /// when the controller starts.
+    pub(crate) external: Vec<tokio::sync::mpsc::UnboundedReceiver<ObjectKey>>,
 }
 
 impl<K: Resource> fmt::Debug for Controller<K> {
@@ -337,6 +340,7 @@ impl<K: Resource> Controller<K> {
             timeout: Duration::from_secs(300),
             backoff: BackoffPolicy::default(),
             watches: Vec::new(),
+            external: Vec::new(),
         }
     }
 
@@ -403,6 +407,15 @@ impl<K: Resource> Controller<K> {
             mapper: Arc::new(mapper),
             _kind: PhantomData,
         }));
+        self
+    }
+
+    /// Also trigger the keys sent on `keys`: events from outside the store,
+    /// such as a zone driver reporting that a process exited, so the
+    /// reconcile runs at once instead of at the next resync. Keys of another
+    /// kind than `K` are ignored; the stream ending is not an error.
+    pub fn triggered_by(mut self, keys: tokio::sync::mpsc::UnboundedReceiver<ObjectKey>) -> Self {
+        self.external.push(keys);
         self
     }
 

@@ -198,7 +198,7 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn run_controller<K: Resource>(controller: Controller<K>, env: Env) {
+async fn run_controller<K: Resource>(mut controller: Controller<K>, env: Env) {
     let Env {
         store,
         options,
@@ -241,6 +241,19 @@ async fn run_controller<K: Resource>(controller: Controller<K>, env: Env) {
         let (task, ready) = watch.start(store.clone(), mapped_tx, &mut related);
         reflectors.push(task);
         readies.push(ready);
+    }
+    for mut external in std::mem::take(&mut controller.external) {
+        let forward = tx.clone();
+        reflectors.push(tokio::spawn(async move {
+            while let Some(key) = external.recv().await {
+                if key.kind == K::KIND {
+                    let _ = forward.send(Trigger {
+                        key,
+                        reason: Reason::Changed,
+                    });
+                }
+            }
+        }));
     }
     drop(tx);
     let _reflectors = AbortOnDrop(reflectors);

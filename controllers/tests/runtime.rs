@@ -276,6 +276,47 @@ async fn a_change_of_a_related_kind_triggers_the_keys_its_mapper_returns() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_sent_from_outside_the_store_trigger_their_reconcile() {
+    let (store, _dir) = embedded();
+    create_volume(&store, "v").await;
+    let recorder = Recorder::default();
+    let (events, keys) = tokio::sync::mpsc::unbounded_channel();
+    let mut manager = Manager::new(store.clone(), options("a", Duration::from_secs(10)));
+    manager.add(
+        recording("volumes", Probe::new("a", &recorder, Action::AwaitChange))
+            .node_scoped()
+            .no_resync()
+            .triggered_by(keys),
+    );
+    let running = Running::start(manager);
+    wait_for(DEADLINE, "the first pass", || async {
+        recorder.count("v") == 1
+    })
+    .await;
+    let key = ObjectKey::new(Volume::KIND, "default".to_owned(), "v".to_owned());
+    events.send(key.clone()).unwrap();
+    wait_for(DEADLINE, "the external trigger", || async {
+        recorder.count("v") == 2
+    })
+    .await;
+    // A key of another kind is not this controller's.
+    events
+        .send(ObjectKey::new(
+            Container::KIND,
+            "default".to_owned(),
+            "v".to_owned(),
+        ))
+        .unwrap();
+    events.send(key).unwrap();
+    wait_for(DEADLINE, "the second external trigger", || async {
+        recorder.count("v") == 3
+    })
+    .await;
+    assert_eq!(recorder.count("v"), 3);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_key_is_reconciled_again_at_each_resync() {
     let (store, _dir) = embedded();
     create_volume(&store, "v").await;
