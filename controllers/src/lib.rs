@@ -41,6 +41,14 @@
 //! instance takes over at once. [`Metrics`] renders the per-controller
 //! Prometheus metrics.
 //!
+//! **The controllers and agents built on it.**
+//! - [`nodes`]: a compute node's agent registers its `Node` (capacity read
+//!   from the machine) under a lease, so it disappears when the agent stops.
+//! - [`packages`]: the default packages seeded on first start, and the
+//!   choice of a package from `-m` or the `com.joyent.package` label.
+//! - [`placement`]: the cluster-scoped controller that gives each new
+//!   container a package and a node with enough free memory.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use sdc_docker_controllers::{
@@ -73,6 +81,9 @@ mod layers;
 mod leader;
 mod manager;
 pub mod metrics;
+pub mod nodes;
+pub mod packages;
+pub mod placement;
 mod reflector;
 mod runner;
 pub mod scheduler;
