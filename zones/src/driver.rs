@@ -185,4 +185,21 @@ pub trait ZoneDriver: Send + Sync + 'static {
 
     /// Every zone of this driver.
     async fn list(&self) -> Result<Vec<ZoneInfo>, ZoneError>;
+
+    /// Changes the driver saw happen by themselves, not as the answer to a
+    /// call: a zone's process exiting. Receivers that lag lose events (a
+    /// controller's periodic resync catches up); a zone is reported once
+    /// the driver has seen it running (after `start`, `get` or `list`).
+    fn events(&self) -> tokio::sync::broadcast::Receiver<ZoneEvent>;
+}
+
+/// What [`ZoneDriver::events`] reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ZoneEvent {
+    /// The zone's process exited (its exit status can now be read with
+    /// [`ZoneDriver::get`]).
+    Exited {
+        /// The zone.
+        id: String,
+    },
 }

@@ -20,6 +20,6 @@ pub mod signal;
 pub mod spec;
 
 pub use docker::{SpecError, zone_id, zone_spec};
-pub use driver::{ZoneDriver, ZoneError, ZoneInfo, ZoneState};
+pub use driver::{ZoneDriver, ZoneError, ZoneEvent, ZoneInfo, ZoneState};
 pub use linux::{LinuxConfig, LinuxDriver};
 pub use spec::{BindMount, ImageLayers, LogSpec, ProcessSpec, ZoneSpec};

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use sdc_docker_zones::linux::layout::ZoneDir;
 use sdc_docker_zones::linux::rootfs;
 use sdc_docker_zones::{
-    ImageLayers, LinuxConfig, LinuxDriver, LogSpec, ProcessSpec, ZoneDriver, ZoneError, ZoneInfo,
-    ZoneSpec, ZoneState,
+    ImageLayers, LinuxConfig, LinuxDriver, LogSpec, ProcessSpec, ZoneDriver, ZoneError, ZoneEvent,
+    ZoneInfo, ZoneSpec, ZoneState,
 };
 
 const RUNC: &str = "/usr/bin/runc";
@@ -281,6 +281,30 @@ async fn a_process_exiting_3_leaves_the_zone_stopped_with_exit_code_3() {
     assert!(!info.oom_killed);
     assert_eq!(info.pid, None);
     assert_eq!(output, "bye\n");
+    node.driver.delete(&spec.id).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_zones_exit_is_reported_as_an_event_once_its_status_is_recorded() {
+    let node = node_or_skip!();
+    let spec = node.spec("sleep 0.3; exit 4");
+    let mut events = node.driver.events();
+    node.driver.create(&spec).await.unwrap();
+    node.driver.start(&spec.id).await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match events.recv().await {
+                Ok(ZoneEvent::Exited { id }) if id == spec.id => return id,
+                Ok(_) => {}
+                Err(e) => panic!("the event stream ended: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("an exit event");
+    // The event comes after the record: the exit code is there at once.
+    let info = node.get(&event).await;
+    assert_eq!((info.state, info.exit_code), (ZoneState::Stopped, Some(4)));
     node.driver.delete(&spec.id).await.unwrap();
 }
 

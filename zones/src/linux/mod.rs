@@ -21,7 +21,7 @@ pub mod rootfs;
 pub mod runc;
 pub mod user;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -32,7 +32,7 @@ use tokio::time::Instant;
 
 use self::layout::{ZoneDir, valid_id};
 use self::runc::{Runc, RuncError};
-use crate::driver::{ZoneDriver, ZoneError, ZoneInfo, ZoneState};
+use crate::driver::{ZoneDriver, ZoneError, ZoneEvent, ZoneInfo, ZoneState};
 use crate::signal;
 use crate::spec::ZoneSpec;
 
@@ -64,6 +64,10 @@ pub struct LinuxDriver {
     runc: Runc,
     /// One lock per zone id, so that two calls on one zone never interleave.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Where [`ZoneEvent`]s go.
+    events: tokio::sync::broadcast::Sender<ZoneEvent>,
+    /// Zones whose monitor is being watched for its exit.
+    watched: Arc<Mutex<HashSet<String>>>,
 }
 
 impl From<RuncError> for ZoneError {
@@ -129,6 +133,8 @@ impl LinuxDriver {
             runc: Runc::new(config.runtime.clone(), config.runtime_root.clone()),
             config,
             locks: Mutex::new(HashMap::new()),
+            events: tokio::sync::broadcast::channel(1024).0,
+            watched: Arc::default(),
         })
     }
 
@@ -238,9 +244,15 @@ impl LinuxDriver {
                 info.pid = Some(state.pid)
                     .filter(|p| *p > 0)
                     .or(monitor.init_pid.map(i64::from));
+                if let Some(pid) = monitor.monitor_pid.filter(|_| monitor.monitor_alive) {
+                    self.watch_monitor(id, pid);
+                }
             }
             _ if monitor.monitor_alive => {
                 // Exited; the monitor is still draining output.
+                if let Some(pid) = monitor.monitor_pid {
+                    self.watch_monitor(id, pid);
+                }
                 info.state = ZoneState::Running;
                 info.pid = monitor.init_pid.map(i64::from);
             }
@@ -250,6 +262,40 @@ impl LinuxDriver {
             }
         }
         Ok(Some((spec, info)))
+    }
+
+    /// Reports [`ZoneEvent::Exited`] for zone `id` when its monitor (pid
+    /// `pid`, checked alive by the caller) exits, which it does right after
+    /// recording the exit status. One watch per zone; a pidfd makes the wait
+    /// a readiness event, with no polling.
+    fn watch_monitor(&self, id: &str, pid: i32) {
+        {
+            let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+            if !watched.insert(id.to_string()) {
+                return;
+            }
+        }
+        let (id, events, watched) = (id.to_string(), self.events.clone(), self.watched.clone());
+        tokio::spawn(async move {
+            let exited = async {
+                let pid = rustix::process::Pid::from_raw(pid)?;
+                let fd =
+                    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()?;
+                // SAFETY: the AsyncFd owns the OwnedFd, which stays open and
+                // answers the same descriptor until the AsyncFd is dropped.
+                let fd = unsafe { tokio::io::unix::AsyncFd::register(fd) }.ok()?;
+                let _ = fd.readable().await;
+                Some(())
+            };
+            // A monitor gone before the pidfd was opened has exited too.
+            let _ = exited.await;
+            watched
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+            tracing::debug!(zone = %id, "zone exited");
+            let _ = events.send(ZoneEvent::Exited { id });
+        });
     }
 
     async fn require(&self, id: &str) -> Result<(ZoneSpec, ZoneInfo), ZoneError> {
@@ -505,6 +551,10 @@ impl ZoneDriver for LinuxDriver {
             return Ok(None);
         }
         Ok(self.observe(id).await?.map(|(_, info)| info))
+    }
+
+    fn events(&self) -> tokio::sync::broadcast::Receiver<ZoneEvent> {
+        self.events.subscribe()
     }
 
     async fn list(&self) -> Result<Vec<ZoneInfo>, ZoneError> {
