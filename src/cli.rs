@@ -21,8 +21,12 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server: the Docker API on -H, the admin API on --admin-host.
+    /// Run the server: the Docker API on -H, the admin API on --admin-host,
+    /// every controller, and this machine as a node.
     Serve(ServeArgs),
+    /// Run only this machine as a compute node (its Node object and the
+    /// node-scoped controllers), against the store the servers use.
+    Agent(AgentArgs),
     /// Show objects: a table, or YAML/JSON with -o.
     Get(GetArgs),
     /// Create or update the objects of a YAML or JSON file.
@@ -77,6 +81,26 @@ pub struct ServeArgs {
     /// HTTPS, like dockerd's flag (repeatable). Loopback registries always are.
     #[arg(long = "insecure-registry", action = ArgAction::Append)]
     pub insecure_registries: Vec<String>,
+    /// How this machine runs zones.
+    #[command(flatten)]
+    pub node: crate::node::NodeArgs,
+}
+
+/// `sdc-docker agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The store: `embedded`, or `etcd://host:port[,host:port…]`.
+    #[arg(long, default_value = "embedded", env = "SDC_DOCKER_STORE")]
+    pub store: String,
+    /// Where zones, images and local state live; created if missing.
+    #[arg(long, default_value = "/var/lib/sdc-docker")]
+    pub data_dir: PathBuf,
+    /// Log format (the level comes from RUST_LOG, default `info`).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// How this machine runs zones.
+    #[command(flatten)]
+    pub node: crate::node::NodeArgs,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

@@ -3,7 +3,8 @@
 //!
 //! `sdc-docker serve` ([`serve`]) runs the Docker API and the operators'
 //! admin API (both from the `sdc-docker-api` crate) over the spec store,
-//! with the [`validation`] loop beside them. `sdc-docker get/apply/edit/
+//! with the [`validation`] loop and every controller beside them, and this
+//! machine as a compute [`node`]. `sdc-docker agent` runs the node alone. `sdc-docker get/apply/edit/
 //! delete` ([`commands`]) are the operators' commands, talking to a running
 //! server through the admin [`client`].
 
@@ -12,6 +13,7 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod logging;
+pub mod node;
 pub mod serve;
 pub mod validation;
 
@@ -25,6 +27,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => {
             logging::init(args.log_format);
             serve::run(args, serve::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agent(args) => {
+            logging::init(args.log_format);
+            node::run_agent(args, serve::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Get(args) => commands::get::run(args).await,

@@ -46,9 +46,12 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()> + Send) -> 
 
     let image_store = sdc_docker_images::store::ImageStore::open(args.data_dir.join("images"))
         .context("opening the image store")?;
-    let images =
-        sdc_docker_api::docker::ImageContext::new(image_store, args.insecure_registries.clone())
-            .context("setting up the registry client")?;
+    let images = sdc_docker_api::docker::ImageContext::new(
+        image_store.clone(),
+        args.insecure_registries.clone(),
+    )
+    .context("setting up the registry client")?;
+    let node_images = image_store.clone();
     let docker = sdc_docker_api::docker::router(store.clone(), images);
     let instance_id = args.instance_id.clone().unwrap_or_else(default_instance_id);
     let mut manager = Manager::new(
@@ -61,6 +64,21 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()> + Send) -> 
         },
     );
     validation::add_controllers(&mut manager);
+    sdc_docker_controllers::placement::add_controllers(&mut manager, Default::default());
+    let seeded = sdc_docker_controllers::packages::seed_default_packages(store.clone())
+        .await
+        .context("seeding the default packages")?;
+    if seeded > 0 {
+        tracing::info!(packages = seeded, "default packages created");
+    }
+    let node = crate::node::start(
+        store.clone(),
+        &args.data_dir,
+        &args.node,
+        node_images,
+        &mut manager,
+    )
+    .await?;
     let metrics = manager.metrics();
     let admin = sdc_docker_api::admin::router(store.clone(), Arc::new(move || metrics.render()));
     let mut bound = Vec::new();
@@ -119,6 +137,8 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()> + Send) -> 
     for path in sockets {
         let _ = std::fs::remove_file(&path);
     }
+    // The Node goes; its zones keep running for the next start to adopt.
+    node.stop().await;
     match failure {
         Some(e) => Err(e),
         None => {

@@ -48,6 +48,8 @@
 //!   choice of a package from `-m` or the `com.joyent.package` label.
 //! - [`placement`]: the cluster-scoped controller that gives each new
 //!   container a package and a node with enough free memory.
+//! - [`zones`]: the node-scoped provisioning and restart-policy controllers
+//!   that turn placed Container specs into zones through the node's driver.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -88,6 +90,7 @@ mod reflector;
 mod runner;
 pub mod scheduler;
 pub mod testing;
+pub mod zones;
 
 pub use backoff::BackoffPolicy;
 pub use controller::{Action, Context, Controller, ReconcileRequest, Scope, reconcile_fn};

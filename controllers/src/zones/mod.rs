@@ -1,0 +1,189 @@
+//! The node-scoped controllers that turn Container specs placed on this node
+//! into zones and keep them the way the specs and their restart policies
+//! say, through the node's [`ZoneDriver`]:
+//!
+//! - [`provisioning`]: makes the zone match what the user last asked
+//!   (create, start, stop, pause, delete) and writes what it observes into
+//!   the Container's status;
+//! - [`restart`]: starts again, after the seeds' `2^n × 100 ms` delay, the
+//!   zones whose process exited when their restart policy says so, counting
+//!   the restarts in status; and on a node boot starts what the seeds say
+//!   comes back.
+//!
+//! Both run on every node for the containers whose `status.node` is this
+//! node (placement chooses it); both are woken at once by the driver's
+//! [`ZoneEvent`]s. A restart of the daemon touches no zone: the controllers
+//! read the zones back and only act on a difference.
+
+pub mod provisioning;
+pub mod restart;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sdc_docker_images::lookup;
+use sdc_docker_images::store::ImageStore;
+use sdc_docker_store::model::{Container, ContainerState, ContainerStatus, Image};
+use sdc_docker_store::{Api, Error as StoreError, Resource};
+use sdc_docker_zones::{ZoneDriver, ZoneEvent, ZoneInfo, ZoneState, zone_id};
+use tokio::sync::mpsc;
+
+use crate::ObjectKey;
+
+/// What the zone controllers of one node share.
+#[derive(Clone)]
+pub struct NodeZones {
+    /// This node's name (its Node object).
+    pub node: String,
+    /// The machine's zones.
+    pub driver: Arc<dyn ZoneDriver>,
+    /// This node's images (blobs and unpacked layers).
+    pub images: ImageStore,
+    /// How long `stop` waits before SIGKILL when the spec says nothing
+    /// (Docker's 10 s).
+    pub default_stop_timeout: Duration,
+}
+
+impl NodeZones {
+    /// Whether `container` was placed on this node.
+    pub fn owns(&self, container: &Container) -> bool {
+        container.status.node == self.node
+    }
+}
+
+/// The Docker id of a container: its `spec.id`, or, for a spec written
+/// without one (by an operator), one derived from its uid so that its zone
+/// id is stable.
+pub fn docker_id(container: &Container) -> String {
+    if !container.spec.id.is_empty() {
+        return container.spec.id.clone();
+    }
+    let hex: String = container
+        .metadata
+        .uid
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .collect();
+    format!("{hex}{hex}")
+}
+
+/// The zone id of `container` (`None` when its id is not hex).
+pub fn container_zone_id(container: &Container) -> Option<String> {
+    zone_id(&docker_id(container)).ok()
+}
+
+/// The image a container runs: by `spec.imageId` when set, else by
+/// `spec.image` the way `docker run` finds it.
+pub async fn container_image(
+    images: &Api<Image>,
+    container: &Container,
+) -> Result<Option<Image>, StoreError> {
+    let name = if container.spec.image_id.is_empty() {
+        container.spec.image.as_str()
+    } else {
+        container.spec.image_id.as_str()
+    };
+    match lookup::find(images, name).await {
+        Ok((image, _)) => Ok(Some(image)),
+        Err(lookup::LookupError::Store(e)) => Err(e),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Docker's state word for a zone's state.
+pub fn container_state(zone: &ZoneInfo) -> ContainerState {
+    match zone.state {
+        ZoneState::Configured | ZoneState::Installed => ContainerState::Created,
+        ZoneState::Running => ContainerState::Running,
+        ZoneState::Paused => ContainerState::Paused,
+        ZoneState::Stopped => ContainerState::Exited,
+    }
+}
+
+/// Copies what the zone says into `status` (state, pid, exit code, times,
+/// OOM), keeping what other controllers own (node, package, restart count,
+/// conditions).
+pub fn observe(status: &mut ContainerStatus, zone: &ZoneInfo) {
+    status.state = container_state(zone);
+    status.pid = if zone.state == ZoneState::Running || zone.state == ZoneState::Paused {
+        zone.pid.unwrap_or(0)
+    } else {
+        0
+    };
+    if zone.state == ZoneState::Stopped {
+        // A monitor that died without recording: Docker's 255.
+        status.exit_code = zone.exit_code.unwrap_or(255);
+        status.oom_killed = zone.oom_killed;
+    }
+    status.started_at = zone.started_at.or(status.started_at);
+    if zone.state == ZoneState::Stopped {
+        status.finished_at = zone.finished_at.or(status.finished_at);
+    }
+}
+
+/// Reads the Container `name` afresh, lets `change` edit its status, and
+/// writes it if it changed, again on a conflict with another writer (the
+/// other zone controller, placement). `None` when the Container is gone.
+pub async fn write_status(
+    api: &Api<Container>,
+    name: &str,
+    mut change: impl FnMut(&mut Container),
+) -> Result<Option<Container>, StoreError> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let mut container = match api.get(name).await {
+            Ok(c) => c,
+            Err(StoreError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let before = container.status.clone();
+        change(&mut container);
+        if container.status == before {
+            return Ok(Some(container));
+        }
+        match api.update_status(&container).await {
+            Ok(written) => return Ok(Some(written)),
+            Err(StoreError::Conflict { .. }) if attempts < 10 => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Turns the driver's events into Container keys, one receiver per
+/// controller (pass them to [`Controller::triggered_by`](crate::Controller::triggered_by)).
+/// The zone's labels name its container.
+pub fn zone_event_keys(
+    driver: Arc<dyn ZoneDriver>,
+    receivers: usize,
+) -> Vec<mpsc::UnboundedReceiver<ObjectKey>> {
+    let (senders, receivers): (Vec<_>, Vec<_>) =
+        (0..receivers).map(|_| mpsc::unbounded_channel()).unzip();
+    let mut events = driver.events();
+    tokio::spawn(async move {
+        loop {
+            let id = match events.recv().await {
+                Ok(ZoneEvent::Exited { id }) => id,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "zone events lagged; the resync catches up");
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            let Ok(Some(zone)) = driver.get(&id).await else {
+                continue;
+            };
+            let (Some(account), Some(name)) = (
+                zone.labels.get(sdc_docker_zones::docker::LABEL_ACCOUNT),
+                zone.labels.get(sdc_docker_zones::docker::LABEL_NAME),
+            ) else {
+                continue;
+            };
+            let key = ObjectKey::new(Container::KIND, account.clone(), name.clone());
+            for sender in &senders {
+                let _ = sender.send(key.clone());
+            }
+        }
+    });
+    receivers
+}

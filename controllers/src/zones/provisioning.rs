@@ -1,0 +1,288 @@
+//! Provisioning: makes this node's zone of each Container match what the
+//! user last asked, and writes what it observes into the Container's
+//! status.
+//!
+//! What the user asks is `spec.desiredState` at `metadata.generation`; once
+//! acted upon, `status.observedGeneration` records it, so a process that
+//! exits later is not started again by this controller (that is the restart
+//! policy's call, [`super::restart`]). Each reconcile reads the zone back
+//! first and acts only on the difference, so a reconcile cut short at any
+//! point converges when it runs again, without a second zone: the zone id
+//! is derived from the container's id. A container whose image is missing,
+//! whose spec cannot become a zone, or whose process cannot start gets the
+//! reason in `status.error` and a `Provisioned=False` condition; the other
+//! containers are not affected.
+//!
+//! When a Container is deleted, its zones on this node are deleted; when a
+//! container is created under a name whose old zone is still there, the old
+//! zone goes first. Limits: the image must already be unpacked on this node
+//! (the node does not pull by itself yet).
+
+use std::time::Duration;
+
+use sdc_docker_store::model::{Condition, Container, DesiredState, Image, Package};
+use sdc_docker_zones::{ZoneError, ZoneInfo, ZoneState, zone_spec};
+use time::OffsetDateTime;
+
+use super::{NodeZones, container_image, container_zone_id, docker_id, observe, write_status};
+use crate::{Action, Context, Controller, ObjectKey, ReconcileError, reconcile_fn};
+
+/// The controller's name.
+pub const PROVISIONING: &str = "provisioning";
+
+/// The condition provisioning records on a container.
+pub const PROVISIONED: &str = "Provisioned";
+
+/// How soon a container waiting for its image is looked at again.
+const IMAGE_RETRY: Duration = Duration::from_secs(30);
+
+/// The provisioning controller of one node. Pass the keys of
+/// [`super::zone_event_keys`] with `triggered_by` so exits are seen at once.
+pub fn provisioning_controller(zones: NodeZones) -> Controller<Container> {
+    Controller::new(PROVISIONING, reconcile_fn(reconcile), zones)
+        .node_scoped()
+        // The package cache, to size zones; a package change re-sizes nothing.
+        .watches::<Package>(|_| Vec::new())
+        .every_change()
+        .concurrency(16)
+        .resync(Duration::from_secs(60))
+}
+
+async fn reconcile(
+    key: ObjectKey,
+    ctx: Context<Container, NodeZones>,
+) -> Result<Action, ReconcileError> {
+    let zones = ctx.data().clone();
+    let Some(container) = ctx.get(&key) else {
+        remove_zones(&zones, &key, None).await?;
+        return Ok(Action::AwaitChange);
+    };
+    if !zones.owns(&container) {
+        return Ok(Action::AwaitChange);
+    }
+    let Some(id) = container_zone_id(&container) else {
+        return Err(ReconcileError::terminal(format!(
+            "container {} has an id that is not hex: {:?}",
+            key.name, container.spec.id
+        )));
+    };
+    let mut zone = zones
+        .driver
+        .get(&id)
+        .await
+        .map_err(ReconcileError::transient)?;
+    if zone
+        .as_ref()
+        .is_none_or(|z| z.state == ZoneState::Configured)
+    {
+        remove_zones(&zones, &key, Some(&id)).await?;
+        match create(&zones, &ctx, &container).await? {
+            Ok(created) => zone = Some(created),
+            Err((message, retry)) => {
+                fail(&ctx, &key, &message).await?;
+                return Ok(retry.map_or(Action::AwaitChange, Action::requeue));
+            }
+        }
+    }
+    let Some(mut zone) = zone else {
+        return Ok(Action::AwaitChange);
+    };
+
+    let generation = container.metadata.generation;
+    let pending = container.status.observed_generation < generation;
+    let mut error = String::new();
+    if pending {
+        match act(&zones, &container, &id, &zone).await {
+            Ok(Some(next)) => zone = next,
+            Ok(None) => {}
+            Err(ZoneError::Runtime { message, .. }) => {
+                error = format!("OCI runtime create failed: {message}");
+            }
+            Err(ZoneError::InvalidSignal(s)) => error = format!("Invalid signal: {s}"),
+            Err(e) => return Err(ReconcileError::transient(e)),
+        }
+        // Read back after acting: the process may already have exited.
+        if let Some(now) = zones
+            .driver
+            .get(&id)
+            .await
+            .map_err(ReconcileError::transient)?
+        {
+            zone = now;
+        }
+    }
+    let starting = pending && container.spec.desired_state == DesiredState::Running;
+    write_status(ctx.api(), &key.name, |c| {
+        observe(&mut c.status, &zone);
+        if pending {
+            c.status.observed_generation = generation;
+            c.status.error = error.clone();
+            if starting && error.is_empty() {
+                // A start the user asked for begins a new count, as in Docker.
+                c.status.restart_count = 0;
+            }
+        }
+        set_condition(&mut c.status.conditions, error.is_empty(), &error);
+    })
+    .await?;
+    Ok(Action::AwaitChange)
+}
+
+/// Acts on the user's last wish; the zone after it, when it changed.
+async fn act(
+    zones: &NodeZones,
+    container: &Container,
+    id: &str,
+    zone: &ZoneInfo,
+) -> Result<Option<ZoneInfo>, ZoneError> {
+    let driver = &zones.driver;
+    match container.spec.desired_state {
+        DesiredState::Created => Ok(None),
+        DesiredState::Running => match zone.state {
+            ZoneState::Installed | ZoneState::Stopped => driver.start(id).await.map(Some),
+            ZoneState::Paused => {
+                driver.unpause(id).await?;
+                Ok(None)
+            }
+            ZoneState::Running | ZoneState::Configured => Ok(None),
+        },
+        DesiredState::Stopped => {
+            if !matches!(zone.state, ZoneState::Running | ZoneState::Paused) {
+                return Ok(None);
+            }
+            let timeout = container
+                .spec
+                .stop_timeout
+                .and_then(|s| u64::try_from(s).ok())
+                .map(Duration::from_secs)
+                .unwrap_or(zones.default_stop_timeout);
+            driver
+                .stop(id, &container.spec.stop_signal, timeout)
+                .await
+                .map(Some)
+        }
+        DesiredState::Paused => {
+            if zone.state == ZoneState::Running {
+                driver.pause(id).await?;
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// Creates the zone of `container`: `Err((message, retry))` when it cannot
+/// be made now (the message goes on its status; retry after the delay, or
+/// when the spec changes).
+async fn create(
+    zones: &NodeZones,
+    ctx: &Context<Container, NodeZones>,
+    container: &Container,
+) -> Result<Result<ZoneInfo, (String, Option<Duration>)>, ReconcileError> {
+    let images = ctx.api_for::<Image>(&container.metadata.account);
+    let Some(image) = container_image(&images, container).await? else {
+        return Ok(Err((
+            format!("No such image: {}", container.spec.image),
+            Some(IMAGE_RETRY),
+        )));
+    };
+    let lower = zones.images.lower_dirs(&image);
+    if let Some(missing) = lower.iter().find(|d| !d.is_dir()) {
+        return Ok(Err((
+            format!(
+                "image {} is not unpacked on node {}: layer {} is missing",
+                image.spec.id,
+                zones.node,
+                missing.display()
+            ),
+            Some(IMAGE_RETRY),
+        )));
+    }
+    let package = ctx.related::<Package>().and_then(|cache| {
+        cache
+            .list()
+            .into_iter()
+            .find(|p| p.metadata.name == container.status.package)
+    });
+    let mut with_id = container.clone();
+    with_id.spec.id = docker_id(container);
+    let spec = match zone_spec(&with_id, &image, package.as_deref(), lower) {
+        Ok(spec) => spec,
+        Err(e) => return Ok(Err((e.to_string(), None))),
+    };
+    match zones.driver.create(&spec).await {
+        Ok(zone) => {
+            tracing::info!(container = %container.metadata.name, zone = %zone.id, "zone created");
+            Ok(Ok(zone))
+        }
+        Err(ZoneError::ImageMissing { path }) => Ok(Err((
+            format!("image layer {path} is missing on node {}", zones.node),
+            Some(IMAGE_RETRY),
+        ))),
+        Err(ZoneError::InvalidSpec(message)) => Ok(Err((message, None))),
+        Err(e) => Err(ReconcileError::transient(e)),
+    }
+}
+
+/// Deletes this node's zones of container `key` other than `keep`.
+async fn remove_zones(
+    zones: &NodeZones,
+    key: &ObjectKey,
+    keep: Option<&str>,
+) -> Result<(), ReconcileError> {
+    use sdc_docker_zones::docker::{LABEL_ACCOUNT, LABEL_NAME};
+    let all = zones
+        .driver
+        .list()
+        .await
+        .map_err(ReconcileError::transient)?;
+    for zone in all {
+        let ours = zone.labels.get(LABEL_ACCOUNT) == Some(&key.account)
+            && zone.labels.get(LABEL_NAME) == Some(&key.name);
+        if ours && Some(zone.id.as_str()) != keep {
+            tracing::info!(container = %key.name, zone = %zone.id, "deleting the zone of a removed container");
+            zones
+                .driver
+                .delete(&zone.id)
+                .await
+                .map_err(ReconcileError::transient)?;
+        }
+    }
+    Ok(())
+}
+
+/// Records why the container cannot be provisioned.
+async fn fail(
+    ctx: &Context<Container, NodeZones>,
+    key: &ObjectKey,
+    message: &str,
+) -> Result<(), ReconcileError> {
+    tracing::warn!(container = %key.name, error = message, "cannot provision");
+    write_status(ctx.api(), &key.name, |c| {
+        c.status.error = message.to_owned();
+        set_condition(&mut c.status.conditions, false, message);
+    })
+    .await?;
+    Ok(())
+}
+
+fn set_condition(conditions: &mut Vec<Condition>, ok: bool, message: &str) {
+    let status = if ok { "True" } else { "False" };
+    let reason = if ok { "Provisioned" } else { "Failed" };
+    if let Some(c) = conditions.iter_mut().find(|c| c.type_ == PROVISIONED) {
+        if c.status == status && c.message == message {
+            return;
+        }
+        c.status = status.into();
+        c.reason = reason.into();
+        c.message = message.into();
+        c.last_transition_time = Some(OffsetDateTime::now_utc());
+        return;
+    }
+    conditions.push(Condition {
+        type_: PROVISIONED.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.into(),
+        last_transition_time: Some(OffsetDateTime::now_utc()),
+    });
+}

@@ -1,0 +1,140 @@
+//! This machine as a compute node: its `Node` object kept alive under a
+//! lease, its zone driver, and the node-scoped controllers (provisioning and
+//! restart policy) added to a controller [`Manager`]. `sdc-docker serve`
+//! runs it beside the APIs; `sdc-docker agent` runs it alone.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use sdc_docker_controllers::Manager;
+use sdc_docker_controllers::nodes::{NodeAgent, NodeAgentOptions, NodeInfo, register_node};
+use sdc_docker_controllers::zones::provisioning::provisioning_controller;
+use sdc_docker_controllers::zones::restart::restart_controller;
+use sdc_docker_controllers::zones::{NodeZones, zone_event_keys};
+use sdc_docker_images::store::ImageStore;
+use sdc_docker_store::Store;
+use sdc_docker_zones::{LinuxConfig, LinuxDriver, ZoneDriver};
+
+/// How this machine runs zones.
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    /// The OCI runtime the linux zone driver runs containers with.
+    #[arg(long, default_value = "runc")]
+    pub oci_runtime: PathBuf,
+    /// This node's name (its `Node` object); default: the hostname.
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// The monitor binary; default: `sdc-docker-monitor` next to this
+    /// binary, else on PATH.
+    #[arg(long)]
+    pub monitor: Option<PathBuf>,
+}
+
+/// The node while it runs: stop it to take its `Node` off the store.
+pub struct RunningNode {
+    agent: NodeAgent,
+    /// The node's zone driver (also used by the API's streaming side).
+    pub driver: Arc<LinuxDriver>,
+}
+
+impl RunningNode {
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        self.agent.name()
+    }
+
+    /// Revokes the node's lease (its `Node` goes at once). Zones keep
+    /// running.
+    pub async fn stop(self) {
+        self.agent.stop().await;
+    }
+}
+
+/// Registers this machine as a node in `store` and adds its node-scoped
+/// controllers to `manager`. Zones live under `<data_dir>/zones`; images
+/// come from `images`.
+pub async fn start(
+    store: Arc<dyn Store>,
+    data_dir: &Path,
+    args: &NodeArgs,
+    images: ImageStore,
+    manager: &mut Manager,
+) -> anyhow::Result<RunningNode> {
+    let runtime = resolve_runtime(&args.oci_runtime)?;
+    let driver = Arc::new(
+        LinuxDriver::new(LinuxConfig {
+            root: data_dir.join("zones"),
+            runtime,
+            runtime_root: data_dir.join("runc"),
+            monitor_binary: args.monitor.clone(),
+        })
+        .context("setting up the linux zone driver")?,
+    );
+    let mut info = NodeInfo::probe(data_dir, &data_dir.join("node-uuid"))
+        .context("reading this machine's capacity")?;
+    if let Some(name) = &args.node_name {
+        info.name = name.clone();
+    }
+    let agent = register_node(store, info, NodeAgentOptions::default())
+        .await
+        .context("registering this node")?;
+    tracing::info!(node = agent.name(), "node registered");
+    let zones = NodeZones {
+        node: agent.name().to_owned(),
+        driver: driver.clone() as Arc<dyn ZoneDriver>,
+        images,
+        default_stop_timeout: Duration::from_secs(10),
+    };
+    let mut keys = zone_event_keys(driver.clone() as Arc<dyn ZoneDriver>, 2).into_iter();
+    if let (Some(provisioning), Some(restart)) = (keys.next(), keys.next()) {
+        manager.add(provisioning_controller(zones.clone()).triggered_by(provisioning));
+        manager.add(restart_controller(zones).triggered_by(restart));
+    }
+    Ok(RunningNode { agent, driver })
+}
+
+/// The runtime as a path: as given when it has a slash, else found on PATH.
+fn resolve_runtime(runtime: &Path) -> anyhow::Result<PathBuf> {
+    if runtime.components().count() > 1 {
+        return Ok(runtime.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(runtime))
+        .find(|candidate| candidate.is_file())
+        .with_context(|| {
+            format!(
+                "the OCI runtime {} is not on PATH; install Debian's runc (scripts/install-deps.sh) or pass --oci-runtime",
+                runtime.display()
+            )
+        })
+}
+
+/// `sdc-docker agent`: this machine as a node until `shutdown` completes.
+pub async fn run_agent(
+    args: crate::cli::AgentArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
+    let store = sdc_docker_store::connect(&args.store, &args.data_dir)
+        .await
+        .with_context(|| format!("opening the store (--store {})", args.store))?;
+    let images =
+        ImageStore::open(args.data_dir.join("images")).context("opening the image store")?;
+    let mut manager = Manager::new(store.clone(), Default::default());
+    let node = start(store, &args.data_dir, &args.node, images, &mut manager).await?;
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let controllers = tokio::spawn(manager.run(async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    }));
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop.send(true);
+    let _ = controllers.await;
+    node.stop().await;
+    Ok(())
+}
