@@ -34,6 +34,32 @@ fn rustix_is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Stops and removes every zone of a test's server when dropped, even when
+/// the test failed: zones outlive their server by design, so a test must
+/// take its own down (`runc delete --force` kills the process; the monitor
+/// then exits; the rootfs is unmounted).
+struct ZoneCleanup(std::path::PathBuf);
+
+impl Drop for ZoneCleanup {
+    fn drop(&mut self) {
+        let data = &self.0;
+        let Ok(entries) = std::fs::read_dir(data.join("zones")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            let _ = std::process::Command::new("runc")
+                .arg("--root")
+                .arg(data.join("runc"))
+                .args(["delete", "--force", &id])
+                .output();
+            let _ = std::process::Command::new("umount")
+                .arg(entry.path().join("rootfs"))
+                .output();
+        }
+    }
+}
+
 /// A server with busybox pulled from a fresh registry; the image reference.
 async fn node_with_busybox() -> (Server, Registry, String) {
     let registry = Registry::start().await;
@@ -103,6 +129,7 @@ async fn an_applied_container_spec_runs_as_a_real_process_and_its_exit_code_is_r
         return;
     }
     let (server, _registry, image) = node_with_busybox().await;
+    let _cleanup = ZoneCleanup(server.dir().join("data"));
     apply(
         &server,
         "web",
@@ -147,6 +174,7 @@ async fn a_spec_whose_image_is_missing_gets_a_clear_error_and_others_still_run()
         return;
     }
     let (server, _registry, image) = node_with_busybox().await;
+    let _cleanup = ZoneCleanup(server.dir().join("data"));
     apply(
         &server,
         "ghost",
@@ -198,6 +226,7 @@ async fn on_failure_restarts_with_the_doubling_delay_up_to_its_maximum() {
         return;
     }
     let (server, _registry, image) = node_with_busybox().await;
+    let _cleanup = ZoneCleanup(server.dir().join("data"));
     apply(
         &server,
         "flaky",
@@ -235,4 +264,197 @@ async fn on_failure_restarts_with_the_doubling_delay_up_to_its_maximum() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(status(&server, "flaky")["restartCount"], 3);
     assert_eq!(line_times(&host_log(&server, "flaky"), "started").len(), 4);
+}
+
+#[tokio::test]
+async fn containers_keep_running_through_a_kill_9_of_the_daemon_and_are_adopted_again() {
+    if !can_run_zones() {
+        return;
+    }
+    let (mut server, _registry, image) = node_with_busybox().await;
+    let _cleanup = ZoneCleanup(server.dir().join("data"));
+    let names: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
+    let all: String = names
+        .iter()
+        .map(|n| {
+            container_yaml(
+                n,
+                &image,
+                &["sh", "-c", "while true; do echo tick; sleep 0.2; done"],
+                "",
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n");
+    apply(&server, "all", &all);
+    let mut pids = Vec::new();
+    for name in &names {
+        let s = wait_status(&server, name, "running", |s| s["state"] == "running").await;
+        pids.push(s["pid"].as_i64().expect("a pid"));
+    }
+
+    server.kill9();
+    for pid in &pids {
+        assert!(
+            Path::new(&format!("/proc/{pid}")).exists(),
+            "{pid} died with the daemon"
+        );
+    }
+    let lines_before = host_log(&server, "c0").lines().count();
+    server.restart().await;
+    for (name, pid) in names.iter().zip(&pids) {
+        let s = wait_status(&server, name, "still running", |s| s["state"] == "running").await;
+        assert_eq!(s["pid"].as_i64(), Some(*pid), "{name} was not restarted");
+        assert_eq!(s["restartCount"].as_i64().unwrap_or(0), 0);
+    }
+    // The log went on while the daemon was away and goes on now.
+    let start = Instant::now();
+    while host_log(&server, "c0").lines().count() <= lines_before + 2 {
+        assert!(start.elapsed() < DEADLINE, "the log stopped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn after_a_node_reboot_only_the_containers_the_seeds_name_come_back() {
+    if !can_run_zones() {
+        return;
+    }
+    let (mut server, _registry, image) = node_with_busybox().await;
+    let data = server.dir().join("data");
+    let _cleanup = ZoneCleanup(data.clone());
+    let cases = [
+        ("always", "always"),
+        ("unless", "unless-stopped"),
+        ("failure", "on-failure"),
+        ("never", "no"),
+    ];
+    for (name, policy) in cases {
+        apply(
+            &server,
+            name,
+            &container_yaml(
+                name,
+                &image,
+                &["sleep", "1000"],
+                &format!("  restartPolicy:\n    name: {policy}\n"),
+            ),
+        );
+    }
+    for (name, _) in cases {
+        wait_status(&server, name, "running", |s| s["state"] == "running").await;
+    }
+    // A reboot: the daemon and every monitor and process gone at once.
+    server.kill9();
+    let zones = std::fs::read_dir(data.join("zones")).expect("zones");
+    for entry in zones.flatten() {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        if let Ok(pid) = std::fs::read_to_string(entry.path().join("run/monitor.pid")) {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", pid.trim()])
+                .output();
+        }
+        let _ = std::process::Command::new("runc")
+            .arg("--root")
+            .arg(data.join("runc"))
+            .args(["kill", &id, "KILL"])
+            .output();
+        let _ = std::process::Command::new("umount")
+            .arg(entry.path().join("rootfs"))
+            .output();
+    }
+    server.restart().await;
+    for name in ["always", "unless", "failure"] {
+        let s = wait_status(&server, name, "running again", |s| {
+            s["state"] == "running" && s["restartCount"] == 1
+        })
+        .await;
+        assert!(s["pid"].as_i64().is_some_and(|p| p > 0), "{name}: {s:#}");
+    }
+    let never = wait_status(&server, "never", "exited", |s| s["state"] == "exited").await;
+    assert_eq!(never["restartCount"].as_i64().unwrap_or(0), 0, "{never:#}");
+}
+
+#[tokio::test]
+async fn the_host_log_rotates_at_max_size_keeping_max_file_files() {
+    if !can_run_zones() {
+        return;
+    }
+    let (server, _registry, image) = node_with_busybox().await;
+    let _cleanup = ZoneCleanup(server.dir().join("data"));
+    apply(
+        &server,
+        "chatty",
+        &container_yaml(
+            "chatty",
+            &image,
+            &[
+                "sh",
+                "-c",
+                "i=0; while [ $i -lt 3000 ]; do echo line $i; i=$((i+1)); done",
+            ],
+            "  logConfig:\n    type: json-file\n    config:\n      max-size: 10k\n      max-file: \"3\"\n",
+        ),
+    );
+    wait_status(&server, "chatty", "exited", |s| s["state"] == "exited").await;
+    let zones = server.dir().join("data/zones");
+    let zone = std::fs::read_dir(&zones)
+        .expect("zones")
+        .flatten()
+        .next()
+        .expect("a zone");
+    let mut files: Vec<String> = std::fs::read_dir(zone.path().join("logs"))
+        .expect("logs")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("container.log"))
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["container.log", "container.log.1", "container.log.2"]
+    );
+    for file in &files {
+        let size = std::fs::metadata(zone.path().join("logs").join(file))
+            .expect("size")
+            .len();
+        assert!(size <= 10 * 1024 + 200, "{file} is {size} bytes");
+    }
+    let newest = std::fs::read_to_string(zone.path().join("logs/container.log")).expect("log");
+    assert!(
+        newest.contains("line 2999"),
+        "the newest lines are in the current file"
+    );
+}
+
+#[tokio::test]
+async fn memory_asked_with_m_picks_the_smallest_package_large_enough() {
+    if !can_run_zones() {
+        return;
+    }
+    let (server, _registry, image) = node_with_busybox().await;
+    let _cleanup = ZoneCleanup(server.dir().join("data"));
+    apply(
+        &server,
+        "sized",
+        &container_yaml("sized", &image, &["sleep", "1000"], "  memory: 300000000\n"),
+    );
+    let s = wait_status(&server, "sized", "running", |s| s["state"] == "running").await;
+    assert_eq!(s["package"], "sample-512M", "{s:#}");
+    let pid = s["pid"].as_i64().expect("pid");
+    let limit = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    let memory = limit
+        .lines()
+        .find_map(|l| {
+            l.split(':')
+                .nth(2)
+                .filter(|_| l.contains(":memory:"))
+                .map(str::to_owned)
+        })
+        .expect("a memory cgroup");
+    let bytes = std::fs::read_to_string(format!(
+        "/sys/fs/cgroup/memory{memory}/memory.limit_in_bytes"
+    ))
+    .expect("the limit");
+    assert_eq!(bytes.trim(), (512u64 * 1024 * 1024).to_string());
 }

@@ -47,6 +47,8 @@ pub struct Server {
     /// The Docker API unix socket.
     pub docker_socket: PathBuf,
     log: PathBuf,
+    /// Everything after `sdc-docker`, to start it again the same way.
+    args: Vec<String>,
     dir: tempfile::TempDir,
 }
 
@@ -95,19 +97,26 @@ impl Server {
         let docker_socket = dir.path().join("docker.sock");
         let log = dir.path().join("server.log");
         let log_file = std::fs::File::create(&log).expect("log file");
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--store".into(),
+            store.into(),
+            "--data-dir".into(),
+            dir.path().join("data").display().to_string(),
+            "-H".into(),
+            format!("tcp://127.0.0.1:{port}"),
+            "-H".into(),
+            format!("unix://{}", docker_socket.display()),
+            "--admin-host".into(),
+            format!("unix://{}", admin_socket.display()),
+            // Several servers of one test share a store (and a hostname):
+            // each is its own node.
+            "--node-name".into(),
+            format!("node-{port}"),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         let child = Command::new(SDC_DOCKER)
-            .arg("serve")
-            .arg("--store")
-            .arg(store)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("-H")
-            .arg(format!("tcp://127.0.0.1:{port}"))
-            .arg("-H")
-            .arg(format!("unix://{}", docker_socket.display()))
-            .arg("--admin-host")
-            .arg(format!("unix://{}", admin_socket.display()))
-            .args(extra)
+            .args(&args)
             .env("RUST_LOG", "info,sdc_docker=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -120,6 +129,7 @@ impl Server {
             admin_socket,
             docker_socket,
             log,
+            args,
             dir,
         };
         let what = format!("sdc-docker serve on port {port} to answer");
@@ -217,6 +227,30 @@ impl Server {
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts the server again, with the same arguments and data dir (after
+    /// [`Server::kill9`] or [`Server::stop`]), and waits until it answers.
+    pub async fn restart(&mut self) {
+        let log_file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        self.child = Command::new(SDC_DOCKER)
+            .args(&self.args)
+            .env("RUST_LOG", "info,sdc_docker=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("starting sdc-docker serve again");
+        let (port, admin) = (self.port, self.admin_socket.clone());
+        wait_for(START_TIMEOUT, "sdc-docker serve to answer again", || {
+            let ready = http_tcp(port, "GET", "/_ping").is_some_and(|r| r.status == 200)
+                && http_unix(&admin, "GET", "/v1/containers").is_some_and(|r| r.status == 200);
+            async move { ready }
+        })
+        .await;
     }
 
     /// The admin API's `GET /metrics` text, if it answers.
