@@ -11,7 +11,8 @@ ADDR=${ADDR:-127.0.0.1:2375}
 DATA_DIR=${DATA_DIR:-/var/lib/sdc-docker}
 
 bash scripts/install-deps.sh
-cargo build --release --bin sdc-docker
+# The monitor runs beside the daemon, one per container.
+cargo build --release -p sdc-docker -p sdc-docker-monitor
 
 if [ -f "$DATA_DIR/sdc-docker.pid" ] && kill -0 "$(cat "$DATA_DIR/sdc-docker.pid")" 2>/dev/null; then
   echo "stopping the running sdc-docker (pid $(cat "$DATA_DIR/sdc-docker.pid"))" >&2

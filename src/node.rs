@@ -31,11 +31,17 @@ pub struct NodeArgs {
     /// binary, else on PATH.
     #[arg(long)]
     pub monitor: Option<PathBuf>,
+    /// How long a zone no Container wants (its spec deleted while the node
+    /// was down, say) is left alone before it is deleted.
+    #[arg(long, default_value = "5m", value_parser = |s: &str| humantime::parse_duration(s).map_err(|e| e.to_string()))]
+    pub orphan_grace: Duration,
 }
 
 /// The node while it runs: stop it to take its `Node` off the store.
 pub struct RunningNode {
     agent: NodeAgent,
+    sweep: tokio::task::JoinHandle<()>,
+    stop_sweep: tokio::sync::watch::Sender<bool>,
     /// The node's zone driver (also used by the API's streaming side).
     pub driver: Arc<LinuxDriver>,
 }
@@ -49,6 +55,8 @@ impl RunningNode {
     /// Revokes the node's lease (its `Node` goes at once). Zones keep
     /// running.
     pub async fn stop(self) {
+        let _ = self.stop_sweep.send(true);
+        let _ = self.sweep.await;
         self.agent.stop().await;
     }
 }
@@ -78,7 +86,7 @@ pub async fn start(
     if let Some(name) = &args.node_name {
         info.name = name.clone();
     }
-    let agent = register_node(store, info, NodeAgentOptions::default())
+    let agent = register_node(store.clone(), info, NodeAgentOptions::default())
         .await
         .context("registering this node")?;
     tracing::info!(node = agent.name(), "node registered");
@@ -88,12 +96,26 @@ pub async fn start(
         images,
         default_stop_timeout: Duration::from_secs(10),
     };
+    let (stop_sweep, mut sweep_stopped) = tokio::sync::watch::channel(false);
+    let sweep = tokio::spawn(sdc_docker_controllers::zones::orphans::sweep_orphans(
+        store,
+        zones.clone(),
+        args.orphan_grace,
+        async move {
+            let _ = sweep_stopped.wait_for(|s| *s).await;
+        },
+    ));
     let mut keys = zone_event_keys(driver.clone() as Arc<dyn ZoneDriver>, 2).into_iter();
     if let (Some(provisioning), Some(restart)) = (keys.next(), keys.next()) {
         manager.add(provisioning_controller(zones.clone()).triggered_by(provisioning));
         manager.add(restart_controller(zones).triggered_by(restart));
     }
-    Ok(RunningNode { agent, driver })
+    Ok(RunningNode {
+        agent,
+        sweep,
+        stop_sweep,
+        driver,
+    })
 }
 
 /// The runtime as a path: as given when it has a slash, else found on PATH.

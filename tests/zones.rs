@@ -62,6 +62,11 @@ impl Drop for ZoneCleanup {
 
 /// A server with busybox pulled from a fresh registry; the image reference.
 async fn node_with_busybox() -> (Server, Registry, String) {
+    node_with_busybox_and(&[]).await
+}
+
+/// [`node_with_busybox`] with more arguments for `serve`.
+async fn node_with_busybox_and(extra: &[&str]) -> (Server, Registry, String) {
     let registry = Registry::start().await;
     registry
         .push(
@@ -70,7 +75,7 @@ async fn node_with_busybox() -> (Server, Registry, String) {
             &busybox::layered(Format::Docker),
         )
         .await;
-    let server = Server::start("embedded").await;
+    let server = Server::start_with("embedded", extra).await;
     let reference = format!("{}/library/busybox:latest", registry.host());
     let pulled = server.docker(&["pull", "-q", &reference]);
     assert!(pulled.ok, "{pulled:?}");
@@ -457,4 +462,102 @@ async fn memory_asked_with_m_picks_the_smallest_package_large_enough() {
     ))
     .expect("the limit");
     assert_eq!(bytes.trim(), (512u64 * 1024 * 1024).to_string());
+}
+
+#[tokio::test]
+async fn stopping_a_container_that_ignores_sigterm_escalates_to_sigkill_after_its_timeout() {
+    if !can_run_zones() {
+        return;
+    }
+    let (server, _registry, image) = node_with_busybox().await;
+    let _cleanup = ZoneCleanup(server.dir().join("data"));
+    let stubborn = |state: &str| {
+        container_yaml(
+            "stubborn",
+            &image,
+            &["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"],
+            "  stopTimeout: 1\n  restartPolicy:\n    name: always\n",
+        )
+        .replace("desiredState: running", &format!("desiredState: {state}"))
+    };
+    apply(&server, "stubborn", &stubborn("running"));
+    wait_status(&server, "stubborn", "running", |s| s["state"] == "running").await;
+    let asked = Instant::now();
+    apply(&server, "stubborn", &stubborn("stopped"));
+    let stopped = wait_status(&server, "stubborn", "exited", |s| s["state"] == "exited").await;
+    let took = asked.elapsed();
+    assert_eq!(stopped["exitCode"], 137, "killed by SIGKILL: {stopped:#}");
+    assert!(
+        took >= Duration::from_secs(1),
+        "SIGKILL only after the 1 s timeout: {took:?}"
+    );
+    // A stop the user asked for is not undone by `always`.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = status(&server, "stubborn");
+    assert_eq!(
+        (
+            later["state"].as_str(),
+            later["restartCount"].as_i64().unwrap_or(0)
+        ),
+        (Some("exited"), 0)
+    );
+}
+
+#[tokio::test]
+async fn a_zone_whose_spec_was_deleted_while_the_node_was_down_is_collected_after_the_grace() {
+    if !can_run_zones() {
+        return;
+    }
+    let (mut server, _registry, image) = node_with_busybox_and(&["--orphan-grace", "1s"]).await;
+    let data = server.dir().join("data");
+    let _cleanup = ZoneCleanup(data.clone());
+    apply(
+        &server,
+        "kept",
+        &container_yaml("kept", &image, &["sleep", "1000"], ""),
+    );
+    apply(
+        &server,
+        "gone",
+        &container_yaml("gone", &image, &["sleep", "1000"], ""),
+    );
+    let kept = wait_status(&server, "kept", "running", |s| s["state"] == "running").await;
+    let gone = wait_status(&server, "gone", "running", |s| s["state"] == "running").await;
+    let (kept_pid, gone_pid) = (
+        kept["pid"].as_i64().expect("pid"),
+        gone["pid"].as_i64().expect("pid"),
+    );
+
+    server.stop();
+    {
+        let store =
+            sdc_docker_store::EmbeddedStore::open(&data.join("store.redb"), Default::default())
+                .expect("the store, while the server is down");
+        let containers =
+            sdc_docker_store::Api::<sdc_docker_store::model::Container>::default_account(
+                std::sync::Arc::new(store),
+            );
+        containers
+            .delete("gone", None)
+            .await
+            .expect("deleting the spec");
+    }
+    assert!(
+        Path::new(&format!("/proc/{gone_pid}")).exists(),
+        "zones outlive the daemon"
+    );
+    server.restart().await;
+    let start = Instant::now();
+    while Path::new(&format!("/proc/{gone_pid}")).exists() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the orphaned zone was never collected\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        Path::new(&format!("/proc/{kept_pid}")).exists(),
+        "a wanted zone is never collected"
+    );
 }

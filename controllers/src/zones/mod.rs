@@ -10,11 +10,15 @@
 //!   the restarts in status; and on a node boot starts what the seeds say
 //!   comes back.
 //!
-//! Both run on every node for the containers whose `status.node` is this
+//! - [`orphans`]: deletes zones no Container wants any more, after a grace
+//!   period.
+//!
+//! Both controllers run on every node for the containers whose `status.node` is this
 //! node (placement chooses it); both are woken at once by the driver's
 //! [`ZoneEvent`]s. A restart of the daemon touches no zone: the controllers
 //! read the zones back and only act on a difference.
 
+pub mod orphans;
 pub mod provisioning;
 pub mod restart;
 
