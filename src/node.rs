@@ -1,6 +1,6 @@
 //! This machine as a compute node: its `Node` object kept alive under a
 //! lease, its zone driver, and the node-scoped controllers (provisioning and
-//! restart policy) added to a controller [`Manager`]. `sdc-docker serve`
+//! restart policy, log forwarding) added to a controller [`Manager`]. `sdc-docker serve`
 //! runs it beside the APIs; `sdc-docker agent` runs it alone.
 
 use std::path::{Path, PathBuf};
@@ -10,10 +10,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use sdc_docker_controllers::Manager;
+use sdc_docker_controllers::logs::{LogForwardingOptions, LogPaths, log_forwarding_controller};
 use sdc_docker_controllers::nodes::{NodeAgent, NodeAgentOptions, NodeInfo, register_node};
 use sdc_docker_controllers::zones::provisioning::provisioning_controller;
 use sdc_docker_controllers::zones::restart::restart_controller;
-use sdc_docker_controllers::zones::{NodeZones, zone_event_keys};
+use sdc_docker_controllers::zones::{NodeZones, container_zone_id, zone_event_keys};
 use sdc_docker_images::store::ImageStore;
 use sdc_docker_store::Store;
 use sdc_docker_zones::{LinuxConfig, LinuxDriver, ZoneDriver};
@@ -110,12 +111,34 @@ pub async fn start(
         manager.add(provisioning_controller(zones.clone()).triggered_by(provisioning));
         manager.add(restart_controller(zones).triggered_by(restart));
     }
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    manager.add(log_forwarding_controller(
+        Arc::new(ZoneLogs(driver.clone())),
+        LogForwardingOptions::new(agent.name(), hostname),
+    ));
     Ok(RunningNode {
         agent,
         sweep,
         stop_sweep,
         driver,
     })
+}
+
+/// Where a container's host log is: its zone's json-file log; the
+/// forwarder keeps its position beside it (`<log>.forward.json`), where a
+/// restart of the zone leaves it alone.
+struct ZoneLogs(Arc<LinuxDriver>);
+
+impl LogPaths for ZoneLogs {
+    fn host_log(&self, container: &sdc_docker_store::model::Container) -> Option<PathBuf> {
+        self.0.log_file(&container_zone_id(container)?)
+    }
+
+    fn state_dir(&self, _container: &sdc_docker_store::model::Container) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// The runtime as a path: as given when it has a slash, else found on PATH.

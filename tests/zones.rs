@@ -561,3 +561,50 @@ async fn a_zone_whose_spec_was_deleted_while_the_node_was_down_is_collected_afte
         "a wanted zone is never collected"
     );
 }
+
+#[tokio::test]
+async fn a_syslog_log_driver_forwards_each_line_and_the_host_log_keeps_them_too() {
+    if !can_run_zones() {
+        return;
+    }
+    let (server, _registry, image) = node_with_busybox().await;
+    let _cleanup = ZoneCleanup(server.dir().join("data"));
+    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP port");
+    receiver
+        .set_read_timeout(Some(DEADLINE))
+        .expect("a read timeout");
+    let port = receiver.local_addr().expect("address").port();
+    apply(
+        &server,
+        "talker",
+        &container_yaml(
+            "talker",
+            &image,
+            &["sh", "-c", "echo hello; echo world >&2; sleep 1000"],
+            &format!(
+                "  logConfig:\n    type: syslog\n    config:\n      syslog-address: udp://127.0.0.1:{port}\n"
+            ),
+        ),
+    );
+    wait_status(&server, "talker", "running", |s| s["state"] == "running").await;
+    let mut got = Vec::new();
+    let mut buffer = [0u8; 2048];
+    while got.len() < 2 {
+        let n = receiver.recv(&mut buffer).expect("a syslog datagram");
+        got.push(String::from_utf8_lossy(&buffer[..n]).into_owned());
+    }
+    got.sort();
+    // <PRI>: daemon (3) × 8 + info (6) for stdout, + err (3) for stderr.
+    assert!(
+        got.iter()
+            .any(|m| m.starts_with("<30>") && m.trim_end().ends_with(": hello")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|m| m.starts_with("<27>") && m.trim_end().ends_with(": world")),
+        "{got:?}"
+    );
+    let host = host_log(&server, "talker");
+    assert!(host.contains("hello") && host.contains("world"), "{host}");
+}

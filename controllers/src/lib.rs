@@ -48,6 +48,8 @@
 //!   choice of a package from `-m` or the `com.joyent.package` label.
 //! - [`placement`]: the cluster-scoped controller that gives each new
 //!   container a package and a node with enough free memory.
+//! - [`logs`]: the node-scoped controller that forwards host logs to the
+//!   `syslog`, `gelf` and `fluentd` log drivers' endpoints.
 //! - [`zones`]: the node-scoped provisioning and restart-policy controllers
 //!   that turn placed Container specs into zones through the node's driver.
 //!
@@ -81,6 +83,7 @@ mod error;
 mod key;
 mod layers;
 mod leader;
+pub mod logs;
 mod manager;
 pub mod metrics;
 pub mod nodes;
