@@ -38,7 +38,18 @@ fn rustix_is_root() -> bool {
 /// the test failed: zones outlive their server by design, so a test must
 /// take its own down (`runc delete --force` kills the process; the monitor
 /// then exits; the rootfs is unmounted).
-struct ZoneCleanup(std::path::PathBuf);
+///
+/// It also holds the tests' turn: the zone tests run one at a time, as two
+/// cores running several servers with tens of zones each would measure the
+/// machine, not the code (restart delays, start deadlines).
+struct ZoneCleanup(
+    std::path::PathBuf,
+    #[allow(dead_code)] Option<tokio::sync::OwnedMutexGuard<()>>,
+);
+
+/// Whose turn it is among the zone tests.
+static TURN: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
+    std::sync::LazyLock::new(Default::default);
 
 impl Drop for ZoneCleanup {
     fn drop(&mut self) {
@@ -86,6 +97,15 @@ async fn node_with_busybox() -> (ZoneCleanup, Server, Registry, String) {
 
 /// [`node_with_busybox`] with more arguments for `serve`.
 async fn node_with_busybox_and(extra: &[&str]) -> (ZoneCleanup, Server, Registry, String) {
+    node_with_busybox_on("embedded", extra).await
+}
+
+/// [`node_with_busybox`] on `store`, with more arguments for `serve`.
+async fn node_with_busybox_on(
+    store: &str,
+    extra: &[&str],
+) -> (ZoneCleanup, Server, Registry, String) {
+    let turn = TURN.clone().lock_owned().await;
     let registry = Registry::start().await;
     registry
         .push(
@@ -94,9 +114,9 @@ async fn node_with_busybox_and(extra: &[&str]) -> (ZoneCleanup, Server, Registry
             &busybox::layered(Format::Docker),
         )
         .await;
-    let server = Server::start_with("embedded", extra).await;
+    let server = Server::start_with(store, extra).await;
     let reference = format!("{}/library/busybox:latest", registry.host());
-    let cleanup = ZoneCleanup(server.dir().join("data"));
+    let cleanup = ZoneCleanup(server.dir().join("data"), Some(turn));
     let pulled = server.docker(&["pull", "-q", &reference]);
     assert!(pulled.ok, "{pulled:?}");
     (cleanup, server, registry, reference)
@@ -520,9 +540,10 @@ async fn a_zone_whose_spec_was_deleted_while_the_node_was_down_is_collected_afte
     if !can_run_zones() {
         return;
     }
+    // On etcd, so the spec can be deleted while this node's daemon is down.
+    let etcd = sdc_docker_testkit::Etcd::start().await;
     let (_cleanup, mut server, _registry, image) =
-        node_with_busybox_and(&["--orphan-grace", "1s"]).await;
-    let data = server.dir().join("data");
+        node_with_busybox_on(&etcd.store_url(), &["--orphan-grace", "1s"]).await;
     apply(
         &server,
         "kept",
@@ -541,19 +562,11 @@ async fn a_zone_whose_spec_was_deleted_while_the_node_was_down_is_collected_afte
     );
 
     server.stop();
-    {
-        let store =
-            sdc_docker_store::EmbeddedStore::open(&data.join("store.redb"), Default::default())
-                .expect("the store, while the server is down");
-        let containers =
-            sdc_docker_store::Api::<sdc_docker_store::model::Container>::default_account(
-                std::sync::Arc::new(store),
-            );
-        containers
-            .delete("gone", None)
-            .await
-            .expect("deleting the spec");
-    }
+    let deleted = common::etcdctl(
+        &etcd.endpoints(),
+        &["del", "/sdc-docker/v1/containers/default/gone"],
+    );
+    assert!(deleted.ok && deleted.stdout.trim() == "1", "{deleted:?}");
     assert!(
         Path::new(&format!("/proc/{gone_pid}")).exists(),
         "zones outlive the daemon"

@@ -53,9 +53,21 @@ async fn reconcile(
     ctx: Context<Container, NodeZones>,
 ) -> Result<Action, ReconcileError> {
     let zones = ctx.data().clone();
-    let Some(container) = ctx.get(&key) else {
+    let Some(cached) = ctx.get(&key) else {
         remove_zones(&zones, &key, None).await?;
         return Ok(Action::AwaitChange);
+    };
+    if !zones.owns(&cached) {
+        return Ok(Action::AwaitChange);
+    }
+    // Whether the user's last wish is still to be acted upon is read from
+    // the store, not the cache: a zone's exit can trigger this reconcile
+    // before the cache has seen the status the previous one wrote, and a
+    // stale `observedGeneration` would start the zone a second time.
+    let container = match ctx.api().get(&key.name).await {
+        Ok(c) => std::sync::Arc::new(c),
+        Err(sdc_docker_store::Error::NotFound { .. }) => return Ok(Action::AwaitChange),
+        Err(e) => return Err(e.into()),
     };
     if !zones.owns(&container) {
         return Ok(Action::AwaitChange);
