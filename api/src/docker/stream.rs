@@ -7,12 +7,16 @@
 //! change the HTTP status, so it goes in the stream as `errorDetail`, which
 //! the CLI prints and exits 1 on.
 
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
@@ -224,6 +228,78 @@ pub fn response(
     response
 }
 
+/// How often byte progress goes out per id at most.
+pub const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// Thins byte progress (`Downloading`, `Pushing`) to one message per id
+/// every [`PROGRESS_EVERY`], always letting the last one (`current ==
+/// total`) through, so the CLI's bars move without a message per chunk.
+#[derive(Debug, Default)]
+pub struct ProgressThrottle {
+    last: HashMap<String, Instant>,
+}
+
+impl ProgressThrottle {
+    /// The progress message for `id`, or `None` when one went out for it
+    /// less than [`PROGRESS_EVERY`] ago and this is not the last.
+    pub fn progress(
+        &mut self,
+        id: String,
+        status: String,
+        current: u64,
+        total: u64,
+    ) -> Option<JsonMessage> {
+        let now = Instant::now();
+        let due = self
+            .last
+            .get(&id)
+            .is_none_or(|last| now.duration_since(*last) >= PROGRESS_EVERY);
+        if !due && current < total {
+            return None;
+        }
+        self.last.insert(id.clone(), now);
+        Some(JsonMessage::progress(id, status, current, total))
+    }
+}
+
+/// The reply to a request whose `work` (already running) reports on the
+/// sender of `receiver`: until its first message, a failure is still an
+/// HTTP error with its status, which the CLI prints as `Error response
+/// from daemon: …`; from the first message on, the reply is a 200 stream
+/// and a failure is its last message, as `errorDetail`. The work is not
+/// cancelled when the client goes away. `what` names it in logs and
+/// messages (`pull of docker.io/library/busybox:latest`).
+pub async fn respond(
+    mut receiver: mpsc::UnboundedReceiver<JsonMessage>,
+    work: JoinHandle<Result<(), crate::ApiError>>,
+    what: String,
+) -> Result<Response, crate::ApiError> {
+    let Some(first) = receiver.recv().await else {
+        return match work.await {
+            Ok(Ok(())) => Err(crate::ApiError::internal(format!(
+                "the {what} ended without a word"
+            ))),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(crate::ApiError::internal(format!("the {what} failed: {e}"))),
+        };
+    };
+    let (tail, tail_receiver) = channel();
+    tokio::spawn(async move {
+        while let Some(message) = receiver.recv().await {
+            tail.send(message);
+        }
+        match work.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "{what} failed");
+                tail.send(JsonMessage::error(e.message()));
+            }
+            Err(e) => tail.send(JsonMessage::error(format!("the {what} failed: {e}"))),
+        }
+    });
+    Ok(response(Some(first), tail_receiver))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,6 +321,59 @@ mod tests {
         assert!(bar.ends_with("1MB/2MB"), "{bar}");
         assert!(progress_bar(5, 5).starts_with(&format!("[{}]", "=".repeat(50))));
         assert!(progress_bar(0, 0).starts_with("[>"));
+    }
+
+    #[test]
+    fn byte_progress_is_thinned_per_id_but_its_end_always_goes_out() {
+        let mut throttle = ProgressThrottle::default();
+        let mut progress =
+            |id: &str, current| throttle.progress(id.into(), "Downloading".into(), current, 100);
+        assert!(progress("a", 1).is_some());
+        assert!(progress("a", 2).is_none());
+        assert!(progress("b", 2).is_some(), "each id has its own pace");
+        let last = progress("a", 100).expect("the last one");
+        assert_eq!(last.progress_detail.and_then(|p| p.current), Some(100));
+    }
+
+    #[tokio::test]
+    async fn work_that_fails_before_its_first_message_is_an_http_error() {
+        let (messages, receiver) = channel();
+        let work = tokio::spawn(async move {
+            drop(messages);
+            Err(crate::ApiError::not_found("manifest unknown"))
+        });
+        let e = respond(receiver, work, "pull".into())
+            .await
+            .expect_err("an error");
+        assert_eq!(e.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn work_that_fails_after_its_first_message_ends_the_stream_with_error_detail() {
+        use http_body_util::BodyExt;
+        let (messages, receiver) = channel();
+        let work = tokio::spawn(async move {
+            messages.send(JsonMessage::status("Pulling from x"));
+            Err(crate::ApiError::internal("connection reset"))
+        });
+        let response = respond(receiver, work, "pull".into())
+            .await
+            .expect("a stream");
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let lines: Vec<serde_json::Value> = body
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.trim_ascii().is_empty())
+            .map(|l| serde_json::from_slice(l).expect("json"))
+            .collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0]["status"], "Pulling from x");
+        assert_eq!(lines[1]["errorDetail"]["message"], "connection reset");
     }
 
     #[test]

@@ -23,21 +23,10 @@ use sdc_docker_images::lookup::Found;
 use sdc_docker_images::registry::Platform;
 use tokio::io::{AsyncRead, ReadBuf};
 
-use super::{find, images_api, parse_reference};
+use super::{find, images_api, parse_reference, query_pairs};
 use crate::ApiError;
 use crate::docker::DockerState;
 use crate::docker::stream::{self, JsonMessage};
-
-/// The decoded `key=value` pairs of a query string, repeated keys kept.
-fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
-    let Some(query) = query else {
-        return Vec::new();
-    };
-    let uri: http::Uri = format!("/?{query}").parse().unwrap_or_default();
-    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri)
-        .map(|q| q.0)
-        .unwrap_or_default()
-}
 
 /// The last value of `key`, if any.
 fn last<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {

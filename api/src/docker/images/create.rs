@@ -8,11 +8,8 @@
 //! `errorDetail`. A client that goes away does not cancel the pull: the
 //! next `docker pull` then finds it done.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
-
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::HeaderMap;
 use sdc_docker_images::pull::{PullError, PullEvent, pull};
 use sdc_docker_images::reference::{Digest, Reference};
@@ -22,7 +19,7 @@ use serde::Deserialize;
 use super::{images_api, parse_reference, registry_auth};
 use crate::ApiError;
 use crate::docker::DockerState;
-use crate::docker::stream::{self, JsonMessage};
+use crate::docker::stream::{self, JsonMessage, ProgressThrottle};
 
 /// The query of `POST /images/create`.
 #[derive(Debug, Default, Deserialize)]
@@ -41,9 +38,6 @@ pub struct CreateQuery {
     /// Commit message of an import.
     pub message: Option<String>,
 }
-
-/// How often `Downloading` progress goes out per layer at most.
-const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// `POST /images/create`.
 pub async fn create(
@@ -74,55 +68,23 @@ pub async fn create(
         .images
         .client_for(reference.registry_host(), credentials);
 
-    let (messages, mut receiver) = stream::channel();
+    let (messages, receiver) = stream::channel();
     let images = images_api(&state);
     let store = state.images.store.clone();
-    let task_reference = reference.clone();
-    let task = tokio::spawn(async move {
-        let mut throttle = Throttle::default();
-        pull(
-            &client,
-            &store,
-            &images,
-            &task_reference,
-            &platform,
-            |event| {
-                if let Some(message) = throttle.message(event) {
-                    messages.send(message);
-                }
-            },
-        )
-        .await
-        .map(|image| {
-            tracing::info!(reference = %task_reference, id = %image.spec.id, "pulled");
-        })
-    });
-
-    let Some(first) = receiver.recv().await else {
-        // The pull ended before reporting anything: a plain HTTP error.
-        return match task.await {
-            Ok(Ok(())) => Err(ApiError::internal("the pull ended without a word")),
-            Ok(Err(e)) => Err(pull_error(&reference, e)),
-            Err(e) => Err(ApiError::internal(format!("the pull failed: {e}"))),
-        };
-    };
-    // From here on the reply is a stream; the pull's outcome is its end.
-    let (tail, tail_receiver) = stream::channel();
-    tokio::spawn(async move {
-        while let Some(message) = receiver.recv().await {
-            tail.send(message);
-        }
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                let e = pull_error(&reference, e);
-                tracing::warn!(reference = %reference, error = %e, "pull failed");
-                tail.send(JsonMessage::error(e.message()));
+    let what = format!("pull of {reference}");
+    let work = tokio::spawn(async move {
+        let mut progress = ProgressThrottle::default();
+        let image = pull(&client, &store, &images, &reference, &platform, |event| {
+            if let Some(message) = pull_message(&mut progress, event) {
+                messages.send(message);
             }
-            Err(e) => tail.send(JsonMessage::error(format!("the pull failed: {e}"))),
-        }
+        })
+        .await
+        .map_err(|e| pull_error(&reference, e))?;
+        tracing::info!(reference = %reference, id = %image.spec.id, "pulled");
+        Ok(())
     });
-    Ok(stream::response(Some(first), tail_receiver).into_response())
+    stream::respond(receiver, work, what).await
 }
 
 /// The reference to pull: `fromImage` with `tag` (a tag or a digest), as
@@ -159,43 +121,24 @@ fn pull_error(reference: &Reference, e: PullError) -> ApiError {
     }
 }
 
-/// Turns pull events into JSONMessages, sending `Downloading` for a layer
-/// at most every [`PROGRESS_EVERY`] (and always its last one).
-#[derive(Default)]
-struct Throttle {
-    last: HashMap<String, Instant>,
-}
-
-impl Throttle {
-    fn message(&mut self, event: PullEvent) -> Option<JsonMessage> {
-        Some(match event {
-            PullEvent::PullingFrom { repo, tag } => {
-                let mut message = JsonMessage::status(format!("Pulling from {repo}"));
-                message.id = Some(tag);
-                message
-            }
-            PullEvent::Layer {
-                id,
-                status,
-                current: Some(current),
-                total: Some(total),
-            } => {
-                let now = Instant::now();
-                let due = self
-                    .last
-                    .get(&id)
-                    .is_none_or(|last| now.duration_since(*last) >= PROGRESS_EVERY);
-                if !due && current < total {
-                    return None;
-                }
-                self.last.insert(id.clone(), now);
-                JsonMessage::progress(id, status, current, total)
-            }
-            PullEvent::Layer { id, status, .. } => JsonMessage::about(id, status),
-            PullEvent::Digest(digest) => JsonMessage::status(format!("Digest: {digest}")),
-            PullEvent::Status(status) => JsonMessage::status(format!("Status: {status}")),
-        })
-    }
+/// The JSONMessage of a pull event; `Downloading` thinned by `progress`.
+fn pull_message(progress: &mut ProgressThrottle, event: PullEvent) -> Option<JsonMessage> {
+    Some(match event {
+        PullEvent::PullingFrom { repo, tag } => {
+            let mut message = JsonMessage::status(format!("Pulling from {repo}"));
+            message.id = Some(tag);
+            message
+        }
+        PullEvent::Layer {
+            id,
+            status,
+            current: Some(current),
+            total: Some(total),
+        } => return progress.progress(id, status, current, total),
+        PullEvent::Layer { id, status, .. } => JsonMessage::about(id, status),
+        PullEvent::Digest(digest) => JsonMessage::status(format!("Digest: {digest}")),
+        PullEvent::Status(status) => JsonMessage::status(format!("Status: {status}")),
+    })
 }
 
 #[cfg(test)]
@@ -217,16 +160,16 @@ mod tests {
 
     #[test]
     fn downloading_progress_is_thinned_but_its_end_always_goes_out() {
-        let mut throttle = Throttle::default();
+        let mut throttle = ProgressThrottle::default();
         let event = |current| PullEvent::Layer {
             id: "abc".into(),
             status: "Downloading".into(),
             current: Some(current),
             total: Some(100),
         };
-        assert!(throttle.message(event(1)).is_some());
-        assert!(throttle.message(event(2)).is_none());
-        let last = throttle.message(event(100)).expect("the last one");
+        assert!(pull_message(&mut throttle, event(1)).is_some());
+        assert!(pull_message(&mut throttle, event(2)).is_none());
+        let last = pull_message(&mut throttle, event(100)).expect("the last one");
         assert_eq!(last.progress_detail.and_then(|p| p.current), Some(100));
     }
 }

@@ -147,6 +147,18 @@ pub(crate) fn images_api(state: &DockerState) -> Api<Image> {
     Api::default_account(state.store.clone())
 }
 
+/// The decoded `key=value` pairs of a query string, repeated keys kept in
+/// order (`docker save a b` sends `names=a&names=b`).
+pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    let Some(query) = query else {
+        return Vec::new();
+    };
+    let uri: http::Uri = format!("/?{query}").parse().unwrap_or_default();
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri)
+        .map(|q| q.0)
+        .unwrap_or_default()
+}
+
 /// The image `name` names, or Docker's 404 `No such image: NAME`.
 pub(crate) async fn find(
     state: &DockerState,
@@ -299,6 +311,16 @@ mod tests {
             e.message().starts_with("invalid X-Registry-Auth header"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_query_is_decoded() {
+        assert_eq!(
+            query_pairs(Some("tag=v%2B1&x=y")),
+            vec![("tag".into(), "v+1".into()), ("x".into(), "y".into())]
+        );
+        assert!(query_pairs(Some("")).is_empty());
+        assert!(query_pairs(None).is_empty());
     }
 
     #[test]

@@ -7,21 +7,15 @@
 //! prints as `Error response from daemon: …`; later ones end the 200 stream
 //! as `errorDetail`.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
-
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::HeaderMap;
 use sdc_docker_images::push::{PushError, PushEvent, push as push_image};
 use sdc_docker_images::reference::Reference;
 
-use super::{images_api, parse_reference, registry_auth};
+use super::{images_api, parse_reference, query_pairs, registry_auth};
 use crate::ApiError;
 use crate::docker::DockerState;
-use crate::docker::stream::{self, JsonMessage};
-
-/// How often `Pushing` progress goes out per layer at most.
-const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+use crate::docker::stream::{self, JsonMessage, ProgressThrottle};
 
 /// `POST /images/{name}/push`, `name` being the path before `/push`.
 pub async fn push(
@@ -30,77 +24,35 @@ pub async fn push(
     query: Option<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let tag = query
-        .as_deref()
-        .and_then(|q| {
-            url_pairs(q)
-                .into_iter()
-                .find(|(k, _)| k == "tag")
-                .map(|(_, v)| v)
-        })
+    let tag = query_pairs(query.as_deref())
+        .into_iter()
+        .find(|(k, _)| k == "tag")
+        .map(|(_, v)| v)
         .filter(|t| !t.is_empty());
     let reference = push_reference(&name, tag.as_deref())?;
-    let credentials = registry_auth(&headers)?;
-    // Anonymous pushes share the server's client (and its anonymous
-    // tokens); credentials get a client of their own.
-    let client = match credentials {
-        Some(c) => state
-            .images
-            .client
-            .with_credentials(reference.registry_host(), Some(c)),
-        None => state.images.client.clone(),
-    };
+    let client = state
+        .images
+        .client_for(reference.registry_host(), registry_auth(&headers)?);
 
-    let (messages, mut receiver) = stream::channel();
+    let (messages, receiver) = stream::channel();
     let images = images_api(&state);
     let store = state.images.store.clone();
-    let task_reference = reference.clone();
-    let task = tokio::spawn(async move {
-        let mut throttle = Throttle::default();
-        push_image(&client, &store, &images, &task_reference, |event| {
-            if let Some(message) = throttle.message(event) {
+    let what = format!("push of {reference}");
+    let work = tokio::spawn(async move {
+        let mut progress = ProgressThrottle::default();
+        let result = push_image(&client, &store, &images, &reference, |event| {
+            if let Some(message) = push_message(&mut progress, event) {
                 messages.send(message);
             }
         })
         .await
-        .map(|result| {
-            for tag in &result.tags {
-                tracing::info!(reference = %task_reference, tag = %tag.tag, digest = %tag.digest, "pushed");
-            }
-        })
-    });
-
-    let Some(first) = receiver.recv().await else {
-        return match task.await {
-            Ok(Ok(())) => Err(ApiError::internal("the push ended without a word")),
-            Ok(Err(e)) => Err(push_error(e)),
-            Err(e) => Err(ApiError::internal(format!("the push failed: {e}"))),
-        };
-    };
-    let (tail, tail_receiver) = stream::channel();
-    tokio::spawn(async move {
-        while let Some(message) = receiver.recv().await {
-            tail.send(message);
+        .map_err(push_error)?;
+        for tag in &result.tags {
+            tracing::info!(reference = %reference, tag = %tag.tag, digest = %tag.digest, "pushed");
         }
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                let e = push_error(e);
-                tracing::warn!(reference = %reference, error = %e, "push failed");
-                tail.send(JsonMessage::error(e.message()));
-            }
-            Err(e) => tail.send(JsonMessage::error(format!("the push failed: {e}"))),
-        }
+        Ok(())
     });
-    Ok(stream::response(Some(first), tail_receiver).into_response())
-}
-
-/// The decoded `key=value` pairs of a query string.
-fn url_pairs(query: &str) -> Vec<(String, String)> {
-    let uri: http::Uri = format!("/?{query}").parse().unwrap_or_default();
-    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri)
-        .map(|q| q.0)
-        .unwrap_or_default()
+    stream::respond(receiver, work, what).await
 }
 
 /// The reference to push: `name` with `tag`, or `name` alone (every tag).
@@ -125,40 +77,19 @@ fn push_error(e: PushError) -> ApiError {
     }
 }
 
-/// Turns push events into JSONMessages, sending `Pushing` for a layer at
-/// most every [`PROGRESS_EVERY`] (and always its last one).
-#[derive(Default)]
-struct Throttle {
-    last: HashMap<String, Instant>,
-}
-
-impl Throttle {
-    fn message(&mut self, event: PushEvent) -> Option<JsonMessage> {
-        Some(match event {
-            PushEvent::Status(status) => JsonMessage::status(status),
-            PushEvent::Layer {
-                id,
-                status,
-                current: Some(current),
-                total: Some(total),
-            } => {
-                let now = Instant::now();
-                let due = self
-                    .last
-                    .get(&id)
-                    .is_none_or(|last| now.duration_since(*last) >= PROGRESS_EVERY);
-                if !due && current < total {
-                    return None;
-                }
-                self.last.insert(id.clone(), now);
-                JsonMessage::progress(id, status, current, total)
-            }
-            PushEvent::Layer { id, status, .. } => JsonMessage::about(id, status),
-            PushEvent::Pushed(tag) => {
-                JsonMessage::aux(serde_json::to_value(&tag).unwrap_or_default())
-            }
-        })
-    }
+/// The JSONMessage of a push event; `Pushing` thinned by `progress`.
+fn push_message(progress: &mut ProgressThrottle, event: PushEvent) -> Option<JsonMessage> {
+    Some(match event {
+        PushEvent::Status(status) => JsonMessage::status(status),
+        PushEvent::Layer {
+            id,
+            status,
+            current: Some(current),
+            total: Some(total),
+        } => return progress.progress(id, status, current, total),
+        PushEvent::Layer { id, status, .. } => JsonMessage::about(id, status),
+        PushEvent::Pushed(tag) => JsonMessage::aux(serde_json::to_value(&tag).unwrap_or_default()),
+    })
 }
 
 #[cfg(test)]
@@ -179,24 +110,17 @@ mod tests {
     }
 
     #[test]
-    fn the_query_is_decoded() {
-        assert_eq!(
-            url_pairs("tag=v%2B1&x=y"),
-            vec![("tag".into(), "v+1".into()), ("x".into(), "y".into())]
-        );
-        assert!(url_pairs("").is_empty());
-    }
-
-    #[test]
     fn the_pushed_tag_is_the_aux_message_docker_sends() {
         let digest = Digest::parse(&format!("sha256:{}", "a".repeat(64))).expect("digest");
-        let message = Throttle::default()
-            .message(PushEvent::Pushed(PushedTag {
+        let message = push_message(
+            &mut ProgressThrottle::default(),
+            PushEvent::Pushed(PushedTag {
                 tag: "v1".into(),
                 digest: digest.clone(),
                 size: 527,
-            }))
-            .expect("sent");
+            }),
+        )
+        .expect("sent");
         assert_eq!(
             message.aux,
             Some(serde_json::json!({"Tag": "v1", "Digest": digest.as_str(), "Size": 527}))
