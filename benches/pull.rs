@@ -27,9 +27,10 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/mod.rs"]
+mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{Ran, Server, docker_at};
@@ -37,185 +38,11 @@ use sdc_docker_images::reference::Reference;
 use sdc_docker_images::registry::{Client, ClientConfig, Platform};
 use sdc_docker_images::store::ImageStore;
 use sdc_docker_store::{Api, EmbeddedStore};
-use sdc_docker_testkit::{Image, Registry, wait_for};
+use sdc_docker_testkit::{Image, Registry};
+use support::{Dockerd, dockerd_binary, env_or, proc_kib};
 
 /// Where the image lives in the registry.
 const REPOSITORY: &str = "bench/big";
-
-/// How long dockerd may take to answer, or to stop.
-const DOCKERD_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// `dockerd` on `PATH`, else Debian's `/usr/sbin/dockerd`.
-fn dockerd_binary() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join("dockerd"));
-    on_path
-        .chain(std::iter::once(PathBuf::from("/usr/sbin/dockerd")))
-        .find(|p| p.is_file())
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// A field of `/proc/PID/status` in KiB (`VmHWM`, `VmRSS`).
-fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// Direct children of `pid` (dockerd's containerd).
-fn children(pid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|child| {
-            std::fs::read_to_string(format!("/proc/{child}/stat"))
-                .ok()
-                // `pid (comm) state ppid …`; comm may hold spaces.
-                .and_then(|s| {
-                    s.rsplit_once(')')?
-                        .1
-                        .split_whitespace()
-                        .nth(1)?
-                        .parse()
-                        .ok()
-                })
-                == Some(pid)
-        })
-        .collect()
-}
-
-/// A dockerd of its own: socket, data root and exec root in a temporary
-/// directory; the containerd it starts keeps its state under those too.
-/// Stopped with SIGTERM (and waited for) on drop, panics included.
-struct Dockerd {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Dockerd {
-    async fn start(binary: &Path) -> Dockerd {
-        let dir = tempfile::Builder::new()
-            .prefix("sdc-bench-dockerd-")
-            .tempdir()
-            .expect("temporary directory");
-        let d = dir.path();
-        let log = std::fs::File::create(d.join("dockerd.log")).expect("log file");
-        let child = Command::new(binary)
-            .arg("--data-root")
-            .arg(d.join("root"))
-            .arg("--exec-root")
-            .arg(d.join("exec"))
-            .arg("--pidfile")
-            .arg(d.join("dockerd.pid"))
-            .arg("-H")
-            .arg(format!("unix://{}", d.join("docker.sock").display()))
-            .args([
-                "--storage-driver",
-                "overlay2",
-                "--iptables=false",
-                "--ip-masq=false",
-                "--bridge=none",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting dockerd");
-        let mut dockerd = Dockerd { child, dir };
-        let host = dockerd.host();
-        let config = dockerd.dir.path().to_path_buf();
-        let child = &mut dockerd.child;
-        wait_for(
-            DOCKERD_TIMEOUT,
-            "dockerd to answer `docker version`",
-            || {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("dockerd exited with {status} before answering");
-                }
-                let ok = docker_at(&host, &config, &["version"]).ok;
-                async move { ok }
-            },
-        )
-        .await;
-        dockerd
-    }
-
-    fn host(&self) -> String {
-        format!("unix://{}", self.dir.path().join("docker.sock").display())
-    }
-
-    fn docker(&self, args: &[&str]) -> Ran {
-        docker_at(&self.host(), self.dir.path(), args)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
-    }
-
-    /// Peak RSS of dockerd plus its children (containerd), KiB.
-    fn peak_kib(&self) -> u64 {
-        let pid = self.child.id();
-        std::iter::once(pid)
-            .chain(children(pid))
-            .filter_map(|p| status_kib(p, "VmHWM"))
-            .sum()
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            eprintln!("--- dockerd log (tail)");
-            for line in tail.iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-        if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(self.child.id().to_string())
-                .status();
-            let deadline = Instant::now() + DOCKERD_TIMEOUT;
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// One timed pull: wall time of the CLI, and the daemon's peak RSS (KiB).
 struct Sample {
@@ -246,9 +73,7 @@ async fn pull_ours(reference: &str, image: &Image) -> Sample {
         image,
         "sdc-docker",
     );
-    let peak_kib = server_pid(&server)
-        .and_then(|pid| status_kib(pid, "VmHWM"))
-        .unwrap_or(0);
+    let peak_kib = proc_kib(server.pid(), "status", "VmHWM").unwrap_or(0);
     Sample { time, peak_kib }
 }
 
@@ -302,17 +127,6 @@ async fn server_can_pull() -> bool {
     !matches!(reply, Some(r) if r.status == 404)
 }
 
-/// The pid of a [`Server`]: the `sdc-docker` child of this process whose
-/// data dir is under the server's directory.
-fn server_pid(server: &Server) -> Option<u32> {
-    let dir = server.dir().display().to_string();
-    children(std::process::id()).into_iter().find(|pid| {
-        std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|c| String::from_utf8_lossy(&c).contains(&dir))
-            .unwrap_or(false)
-    })
-}
-
 async fn pull_dockerd(binary: &Path, reference: &str, image: &Image) -> Sample {
     let dockerd = Dockerd::start(binary).await;
     let time = timed_pull(|| dockerd.docker(&["pull", reference]), image, "dockerd");
@@ -322,7 +136,12 @@ async fn pull_dockerd(binary: &Path, reference: &str, image: &Image) -> Sample {
         image.id(),
         "dockerd has another image: {inspect:?}"
     );
-    let peak_kib = dockerd.peak_kib();
+    // Peak RSS of dockerd and its containerd.
+    let peak_kib = dockerd
+        .daemon_pids()
+        .into_iter()
+        .filter_map(|pid| proc_kib(pid, "status", "VmHWM"))
+        .sum();
     Sample { time, peak_kib }
 }
 
@@ -348,7 +167,7 @@ async fn main() {
         );
         return;
     };
-    if !is_root() {
+    if !common::is_root() {
         println!("pull bench skipped: dockerd needs root");
         return;
     }

@@ -37,19 +37,17 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/mod.rs"]
+mod support;
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Ran, Server, docker_at};
-use sdc_docker_testkit::{Format, Registry, busybox, wait_for};
+use common::{Server, docker_at};
+use sdc_docker_testkit::{Format, Registry, busybox};
 use serde_json::Value;
-
-/// How long dockerd may take to answer, or to stop.
-const DOCKERD_TIMEOUT: Duration = Duration::from_secs(60);
+use support::{Dockerd, dockerd_binary, env_or, on_path, proc_kib, processes, unmount_under};
 
 /// How long containers may take to run, in all.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
@@ -65,18 +63,6 @@ const ONE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often our side's status is polled.
 const POLL: Duration = Duration::from_millis(2);
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// `dockerd` on `PATH`, else Debian's `/usr/sbin/dockerd`.
-fn dockerd_binary() -> Option<PathBuf> {
-    on_path("dockerd").or_else(|| Some(PathBuf::from("/usr/sbin/dockerd")).filter(|p| p.is_file()))
-}
-
 /// `runc` on `PATH`, else `/usr/sbin/runc` or `/usr/bin/runc`.
 fn runc_binary() -> Option<PathBuf> {
     on_path("runc").or_else(|| {
@@ -87,38 +73,7 @@ fn runc_binary() -> Option<PathBuf> {
     })
 }
 
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
 // ---------------------------------------------------------------- processes
-
-/// A `KEY: N kB` field of a `/proc/PID/…` file, in KiB.
-fn proc_kib(pid: u32, file: &str, field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
-}
 
 /// Resident memory of some processes, KiB.
 #[derive(Clone, Copy, Default)]
@@ -146,79 +101,6 @@ fn memory(pids: &[u32]) -> Memory {
         rss_kib: m.rss_kib + proc_kib(pid, "status", "VmRSS").unwrap_or(0),
         pss_kib: m.pss_kib + proc_kib(pid, "smaps_rollup", "Pss").unwrap_or(0),
     })
-}
-
-fn all_pids() -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .collect()
-}
-
-fn cmdline(pid: u32) -> Vec<String> {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| {
-            c.split(|b| *b == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Processes whose program is named `program` and whose command line
-/// mentions `mentions` (the bench's temporary directory of that engine).
-fn processes(program: &str, mentions: &Path) -> Vec<u32> {
-    let mentions = mentions.display().to_string();
-    all_pids()
-        .into_iter()
-        .filter(|&pid| {
-            let args = cmdline(pid);
-            args.first()
-                .is_some_and(|a0| Path::new(a0).file_name() == Some(program.as_ref()))
-                && args.iter().any(|a| a.contains(&mentions))
-        })
-        .collect()
-}
-
-/// Direct children of `pid` (dockerd's containerd).
-fn children(pid: u32) -> Vec<u32> {
-    all_pids()
-        .into_iter()
-        .filter(|child| {
-            std::fs::read_to_string(format!("/proc/{child}/stat"))
-                .ok()
-                // `pid (comm) state ppid …`; comm may hold spaces.
-                .and_then(|s| {
-                    s.rsplit_once(')')?
-                        .1
-                        .split_whitespace()
-                        .nth(1)?
-                        .parse()
-                        .ok()
-                })
-                == Some(pid)
-        })
-        .collect()
-}
-
-/// Unmount every mount point under `dir`, deepest first.
-fn unmount_under(dir: &Path) {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let prefix = dir.display().to_string();
-    let mut points: Vec<&str> = info
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4))
-        .filter(|p| p.starts_with(&prefix))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    for point in points {
-        let _ = Command::new("umount").arg("-l").arg(point).output();
-    }
 }
 
 // ---------------------------------------------------------------- timing
@@ -407,81 +289,17 @@ struct ZoneCleanup(PathBuf);
 
 impl Drop for ZoneCleanup {
     fn drop(&mut self) {
-        let data = &self.0;
-        let runc = runc_binary().unwrap_or_else(|| PathBuf::from("runc"));
-        if let Ok(entries) = std::fs::read_dir(data.join("zones")) {
-            for entry in entries.flatten() {
-                let id = entry.file_name().to_string_lossy().into_owned();
-                let _ = Command::new(&runc)
-                    .arg("--root")
-                    .arg(data.join("runc"))
-                    .args(["delete", "--force", &id])
-                    .output();
-                let _ = Command::new("umount")
-                    .arg(entry.path().join("rootfs"))
-                    .output();
-            }
-        }
-        // A monitor still draining, then anything still mounted.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !processes("sdc-docker-monitor", data).is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        for pid in processes("sdc-docker-monitor", data) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .output();
-        }
-        unmount_under(data);
+        common::remove_zones(&self.0);
+        // Anything still mounted under the server's data dir.
+        unmount_under(&self.0);
     }
 }
 
-/// One HTTP/1.1 exchange with a body over a unix socket: status and body.
+/// One admin API exchange over its unix socket: status and body.
 fn admin(socket: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream = UnixStream::connect(socket).expect("connecting to the admin socket");
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
-         Content-Type: application/yaml\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream
-        .write_all(request.as_bytes())
-        .expect("writing to the admin socket");
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .expect("reading the admin socket");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    (status, body)
-}
-
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if size == 0 || after.len() < size {
-            break;
-        }
-        out.push_str(&after[..size]);
-        rest = after[size..].trim_start_matches("\r\n");
-    }
-    out
+    let reply = common::http_unix_with_body(socket, method, path, body)
+        .expect("an answer from the admin socket");
+    (reply.status, reply.body)
 }
 
 fn container_yaml(name: &str, image: &str) -> String {
@@ -531,16 +349,6 @@ fn running_count(server: &Server) -> usize {
         .count()
 }
 
-/// The pid of a [`Server`]: the `sdc-docker` child of this process whose
-/// command line mentions the server's directory.
-fn server_pid(server: &Server) -> u32 {
-    let dir = server.dir().display().to_string();
-    children(std::process::id())
-        .into_iter()
-        .find(|&pid| cmdline(pid).iter().any(|a| a.contains(&dir)))
-        .expect("the server's pid")
-}
-
 /// A fresh server with `reference` pulled through its unix socket.
 async fn server_with(reference: &str) -> Server {
     let server = Server::start("embedded").await;
@@ -583,7 +391,7 @@ async fn bench_ours(reference: &str, n: usize) -> Figures {
         if let Ok(path) = std::env::var("SDC_BENCH_SERVER_LOG") {
             let _ = std::fs::write(path, server.log());
         }
-        let daemon = memory(&[server_pid(&server)]);
+        let daemon = memory(&[server.pid()]);
         let monitors = memory(&processes("sdc-docker-monitor", server.dir()));
         assert_eq!(monitors.processes, n, "one monitor per container");
         (Latencies::new(times), daemon, monitors)
@@ -616,168 +424,33 @@ async fn bench_ours(reference: &str, n: usize) -> Figures {
 
 // ---------------------------------------------------------------- dockerd
 
-/// A dockerd of its own: socket, data root and exec root in a temporary
-/// directory; the containerd it starts keeps its state under those too.
-/// On drop, panics included: its containers removed (`docker rm -f`), then
-/// SIGTERM (waited for), then any shim left killed and any mount under its
-/// directory unmounted.
-struct Dockerd {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Dockerd {
-    async fn start(binary: &Path) -> Dockerd {
-        let dir = tempfile::Builder::new()
-            .prefix("sdc-bench-dockerd-")
-            .tempdir()
-            .expect("temporary directory");
-        let d = dir.path();
-        let log = std::fs::File::create(d.join("dockerd.log")).expect("log file");
-        let child = Command::new(binary)
-            .arg("--data-root")
-            .arg(d.join("root"))
-            .arg("--exec-root")
-            .arg(d.join("exec"))
-            .arg("--pidfile")
-            .arg(d.join("dockerd.pid"))
-            .arg("-H")
-            .arg(format!("unix://{}", d.join("docker.sock").display()))
-            .args([
-                "--storage-driver",
-                "overlay2",
-                "--iptables=false",
-                "--ip-masq=false",
-                "--bridge=none",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting dockerd");
-        let mut dockerd = Dockerd { child, dir };
-        let host = dockerd.host();
-        let config = dockerd.dir.path().to_path_buf();
-        let child = &mut dockerd.child;
-        wait_for(
-            DOCKERD_TIMEOUT,
-            "dockerd to answer `docker version`",
-            || {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("dockerd exited with {status} before answering");
-                }
-                let ok = docker_at(&host, &config, &["version"]).ok;
-                async move { ok }
-            },
-        )
-        .await;
-        dockerd
-    }
-
-    /// A fresh dockerd with `reference` pulled.
-    async fn with(binary: &Path, reference: &str) -> Dockerd {
-        let dockerd = Dockerd::start(binary).await;
-        let pulled = dockerd.docker(&["pull", "-q", reference]);
-        assert!(pulled.ok, "pull through dockerd: {pulled:?}");
-        dockerd
-    }
-
-    fn host(&self) -> String {
-        format!("unix://{}", self.dir.path().join("docker.sock").display())
-    }
-
-    fn docker(&self, args: &[&str]) -> Ran {
-        docker_at(&self.host(), self.dir.path(), args)
-    }
-
-    /// `docker run -d --network none REF sleep 1000`, timed start to exit.
-    fn run(&self, name: &str, reference: &str) -> Duration {
-        let started = Instant::now();
-        let ran = self.docker(&[
-            "run",
-            "-d",
-            "--network",
-            "none",
-            "--memory",
-            &MEMORY.to_string(),
-            "--name",
-            name,
-            reference,
-            "sleep",
-            "1000",
-        ]);
-        let time = started.elapsed();
-        assert!(ran.ok, "docker run {name}: {ran:?}");
-        time
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
-    }
-
-    /// dockerd and its containerd.
-    fn daemon_pids(&self) -> Vec<u32> {
-        let pid = self.child.id();
-        std::iter::once(pid).chain(children(pid)).collect()
-    }
-
-    fn shims(&self) -> Vec<u32> {
-        processes("containerd-shim-runc-v2", self.dir.path())
-    }
-
-    fn remove_containers(&self) {
-        let listed = self.docker(&["ps", "-aq"]);
-        let ids: Vec<&str> = listed.stdout.split_whitespace().collect();
-        for chunk in ids.chunks(50) {
-            let mut args = vec!["rm", "-f"];
-            args.extend(chunk);
-            let _ = self.docker(&args);
-        }
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            eprintln!("--- dockerd log (tail)");
-            for line in tail.iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-        if let Ok(None) = self.child.try_wait() {
-            self.remove_containers();
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(self.child.id().to_string())
-                .status();
-            let deadline = Instant::now() + DOCKERD_TIMEOUT;
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if let Ok(None) = self.child.try_wait() {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
-        for pid in self.shims() {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .output();
-        }
-        unmount_under(self.dir.path());
-    }
+/// `docker run -d --network none REF sleep 1000` on `dockerd`, timed start
+/// to exit.
+fn docker_run(dockerd: &Dockerd, name: &str, reference: &str) -> Duration {
+    let started = Instant::now();
+    let ran = dockerd.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--memory",
+        &MEMORY.to_string(),
+        "--name",
+        name,
+        reference,
+        "sleep",
+        "1000",
+    ]);
+    let time = started.elapsed();
+    assert!(ran.ok, "docker run {name}: {ran:?}");
+    time
 }
 
 async fn bench_dockerd(binary: &Path, reference: &str, n: usize) -> Figures {
     let (each, daemon, per_container) = {
         let dockerd = Dockerd::with(binary, reference).await;
         let times: Vec<Duration> = (0..n)
-            .map(|i| dockerd.run(&format!("seq{i}"), reference))
+            .map(|i| docker_run(&dockerd, &format!("seq{i}"), reference))
             .collect();
         let daemon = memory(&dockerd.daemon_pids());
         let shims = memory(&dockerd.shims());
@@ -790,7 +463,7 @@ async fn bench_dockerd(binary: &Path, reference: &str, n: usize) -> Figures {
         std::thread::scope(|s| {
             for i in 0..n {
                 let dockerd = &dockerd;
-                s.spawn(move || dockerd.run(&format!("par{i}"), reference));
+                s.spawn(move || docker_run(dockerd, &format!("par{i}"), reference));
             }
         });
         started.elapsed()
@@ -829,7 +502,7 @@ async fn main() {
         println!("zones bench skipped: runc is not installed (scripts/install-deps.sh)");
         return;
     };
-    if !is_root() {
+    if !common::is_root() {
         println!("zones bench skipped: containers need root");
         return;
     }

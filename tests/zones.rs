@@ -15,23 +15,12 @@ use serde_json::Value;
 const DEADLINE: Duration = Duration::from_secs(30);
 
 fn can_run_zones() -> bool {
-    let root = rustix_is_root();
+    let root = common::is_root();
     let runc = Path::new("/usr/bin/runc").exists() || Path::new("/usr/sbin/runc").exists();
     if !(root && runc) {
         eprintln!("skipped: running zones needs root and runc (scripts/install-deps.sh)");
     }
     root && runc
-}
-
-fn rustix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
 }
 
 /// Stops and removes every zone of a test's server when dropped, even when
@@ -53,37 +42,7 @@ static TURN: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
 
 impl Drop for ZoneCleanup {
     fn drop(&mut self) {
-        let data = &self.0;
-        let Ok(entries) = std::fs::read_dir(data.join("zones")) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let id = entry.file_name().to_string_lossy().into_owned();
-            // The zone's init is PID 1 of its namespace: killing it ends
-            // every process of the zone, and then its monitor.
-            if let Ok(pid) = std::fs::read_to_string(entry.path().join("run/init.pid")) {
-                let _ = std::process::Command::new("kill")
-                    .args(["-9", pid.trim()])
-                    .output();
-            }
-            let _ = std::process::Command::new("runc")
-                .arg("--root")
-                .arg(data.join("runc"))
-                .args(["delete", "--force", &id])
-                .output();
-            // The killed process may hold the mount a moment longer.
-            let rootfs = entry.path().join("rootfs");
-            for _ in 0..50 {
-                let mounted = std::fs::read_to_string("/proc/self/mounts")
-                    .map(|m| m.contains(&format!(" {} ", rootfs.display())))
-                    .unwrap_or(false);
-                if !mounted {
-                    break;
-                }
-                let _ = std::process::Command::new("umount").arg(&rootfs).output();
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        common::remove_zones(&self.0);
     }
 }
 

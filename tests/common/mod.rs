@@ -148,6 +148,11 @@ impl Server {
         server
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `tcp://127.0.0.1:PORT`.
     pub fn docker_host(&self) -> String {
         format!("tcp://127.0.0.1:{}", self.port)
@@ -386,9 +391,36 @@ pub fn http_unix(socket: &Path, method: &str, path: &str) -> Option<HttpReply> {
     exchange(stream, method, path)
 }
 
-fn exchange<S: Read + Write>(mut stream: S, method: &str, path: &str) -> Option<HttpReply> {
-    let request =
-        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+/// One HTTP/1.1 request with a YAML (or JSON) body over a unix socket (the
+/// admin API's `POST /v1/apply`).
+pub fn http_unix_with_body(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Option<HttpReply> {
+    let stream = UnixStream::connect(socket).ok()?;
+    exchange_with_body(stream, method, path, Some(body))
+}
+
+fn exchange<S: Read + Write>(stream: S, method: &str, path: &str) -> Option<HttpReply> {
+    exchange_with_body(stream, method, path, None)
+}
+
+fn exchange_with_body<S: Read + Write>(
+    mut stream: S,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Option<HttpReply> {
+    let request = match body {
+        None => format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+        Some(body) => format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             Content-Type: application/yaml\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    };
     stream.write_all(request.as_bytes()).ok()?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).ok()?;
@@ -400,11 +432,96 @@ fn exchange<S: Read + Write>(mut stream: S, method: &str, path: &str) -> Option<
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
     Some(HttpReply {
         status,
         headers,
-        body: body.to_string(),
+        body: if chunked {
+            dechunk(body)
+        } else {
+            body.to_string()
+        },
     })
+}
+
+/// The body of a chunked reply, its chunks joined.
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || after.len() < size {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Whether this process runs as root (zones need it).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Takes down every zone under a server's `data` dir, the server being
+/// stopped: zones outlive their server by design, so tests and benches take
+/// their own down. Each zone's init is killed (PID 1 of its namespace: every
+/// process of the zone goes with it, then its monitor), runc forgets it, its
+/// monitor is waited for (killed after 10 s) and its rootfs unmounted.
+pub fn remove_zones(data: &Path) {
+    let Ok(entries) = std::fs::read_dir(data.join("zones")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        let run = entry.path().join("run");
+        if let Ok(pid) = std::fs::read_to_string(run.join("init.pid")) {
+            let _ = Command::new("kill").args(["-9", pid.trim()]).output();
+        }
+        let _ = Command::new("runc")
+            .arg("--root")
+            .arg(data.join("runc"))
+            .args(["delete", "--force", &id])
+            .output();
+        if let Ok(pid) = std::fs::read_to_string(run.join("monitor.pid")) {
+            let proc = PathBuf::from(format!("/proc/{}", pid.trim()));
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            // Only while it is still this zone's monitor (pids are reused).
+            let ours = || {
+                std::fs::read(proc.join("cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*run.to_string_lossy()))
+            };
+            while ours() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if ours() {
+                let _ = Command::new("kill").args(["-9", pid.trim()]).output();
+            }
+        }
+        // The killed process may hold the mount a moment longer.
+        let rootfs = entry.path().join("rootfs");
+        for _ in 0..50 {
+            let mounted = std::fs::read_to_string("/proc/self/mounts")
+                .map(|m| m.contains(&format!(" {} ", rootfs.display())))
+                .unwrap_or(false);
+            if !mounted {
+                break;
+            }
+            let _ = Command::new("umount").arg(&rootfs).output();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 /// Run `etcdctl` (API v3) against `endpoints`.
