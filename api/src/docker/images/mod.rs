@@ -40,9 +40,8 @@ pub use list::ImageSummary;
 pub struct ImageContext {
     /// Blobs and unpacked layers on this node.
     pub store: ImageStore,
-    /// Hosts spoken to in plain HTTP (`--insecure-registry`).
-    pub insecure_registries: Vec<String>,
-    /// The registry client without per-request credentials.
+    /// The registry client without per-request credentials; it knows the
+    /// hosts spoken to in plain HTTP (`--insecure-registry`).
     pub client: Client,
     /// The platform pulled when the request names none.
     pub default_platform: Platform,
@@ -56,12 +55,11 @@ impl ImageContext {
         insecure_registries: Vec<String>,
     ) -> Result<ImageContext, RegistryError> {
         let client = Client::new(ClientConfig {
-            insecure_registries: insecure_registries.clone(),
+            insecure_registries,
             ..ClientConfig::default()
         })?;
         Ok(ImageContext {
             store,
-            insecure_registries,
             client,
             default_platform: Platform::linux_amd64(),
         })

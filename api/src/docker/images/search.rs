@@ -66,10 +66,7 @@ pub async fn search(
     let wanted = Wanted::from(&filters)?;
     let (host, term) = split_term(&query.term);
     let credentials = registry_auth(&headers)?;
-    let client = match credentials {
-        Some(c) => state.images.client.with_credentials(host, Some(c)),
-        None => state.images.client.clone(),
-    };
+    let client = state.images.client_for(host, credentials);
     let results = client
         .search(host, term, limit)
         .await
