@@ -54,7 +54,7 @@ async fn reconcile(
 ) -> Result<Action, ReconcileError> {
     let zones = ctx.data().clone();
     let Some(cached) = ctx.get(&key) else {
-        remove_zones(&zones, &key, None).await?;
+        remove_zones(&zones, &key).await?;
         return Ok(Action::AwaitChange);
     };
     if !zones.owns(&cached) {
@@ -238,12 +238,8 @@ async fn create(
     }
 }
 
-/// Deletes this node's zones of container `key` other than `keep`.
-async fn remove_zones(
-    zones: &NodeZones,
-    key: &ObjectKey,
-    keep: Option<&str>,
-) -> Result<(), ReconcileError> {
+/// Deletes this node's zones of the removed container `key`.
+async fn remove_zones(zones: &NodeZones, key: &ObjectKey) -> Result<(), ReconcileError> {
     use sdc_docker_zones::docker::{LABEL_ACCOUNT, LABEL_NAME};
     let all = zones
         .driver
@@ -253,7 +249,7 @@ async fn remove_zones(
     for zone in all {
         let ours = zone.labels.get(LABEL_ACCOUNT) == Some(&key.account)
             && zone.labels.get(LABEL_NAME) == Some(&key.name);
-        if ours && Some(zone.id.as_str()) != keep {
+        if ours {
             tracing::info!(container = %key.name, zone = %zone.id, "deleting the zone of a removed container");
             zones
                 .driver
