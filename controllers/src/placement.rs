@@ -42,9 +42,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use sdc_docker_store::keys::DEFAULT_ACCOUNT;
-use sdc_docker_store::model::{Condition, Container, Node, Package};
+use sdc_docker_store::model::{Container, Node, Package, set_condition};
 use sdc_docker_store::{Error as StoreError, Resource};
-use time::OffsetDateTime;
 
 use crate::packages::{
     DEFAULT_MEMORY_BYTES, PACKAGE_LABEL, PackageError, choose_package, format_bytes, package_bytes,
@@ -211,31 +210,6 @@ pub fn place<'a>(
     let package = choose_package(packages.iter().copied(), container.spec.memory, label)?;
     let node = choose_node(nodes.iter().copied(), in_use, package_bytes(package))?;
     Ok((package, node))
-}
-
-/// Set the condition of `type_` in `conditions`, keeping its transition
-/// time when its status does not change.
-fn set_condition(
-    conditions: &mut Vec<Condition>,
-    type_: &str,
-    status: bool,
-    reason: &str,
-    message: String,
-) {
-    let status = if status { "True" } else { "False" };
-    let since = conditions
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .and_then(|c| c.last_transition_time)
-        .unwrap_or_else(OffsetDateTime::now_utc);
-    conditions.retain(|c| c.type_ != type_);
-    conditions.push(Condition {
-        type_: type_.to_string(),
-        status: status.to_string(),
-        reason: reason.to_string(),
-        message,
-        last_transition_time: Some(since),
-    });
 }
 
 /// A placement this leader wrote that the cache may not show yet.
@@ -604,22 +578,5 @@ mod tests {
             e.to_string(),
             "no node has 32 GiB free (largest free: 16 GiB on node cn1)"
         );
-    }
-
-    #[test]
-    fn a_condition_keeps_its_transition_time_while_its_status_holds() {
-        let mut conditions = Vec::new();
-        set_condition(&mut conditions, SCHEDULED, false, "NoNodes", "a".into());
-        let first = conditions[0].last_transition_time;
-        set_condition(
-            &mut conditions,
-            SCHEDULED,
-            false,
-            "Unschedulable",
-            "b".into(),
-        );
-        assert_eq!(conditions.len(), 1);
-        assert_eq!(conditions[0].last_transition_time, first);
-        assert_eq!(conditions[0].message, "b");
     }
 }

@@ -20,9 +20,8 @@
 
 use std::time::Duration;
 
-use sdc_docker_store::model::{Condition, Container, DesiredState, Image, Package};
+use sdc_docker_store::model::{Condition, Container, DesiredState, Image, Package, set_condition};
 use sdc_docker_zones::{ZoneError, ZoneInfo, ZoneState, zone_spec};
-use time::OffsetDateTime;
 
 use super::{NodeZones, container_image, container_zone_id, docker_id, observe, write_status};
 use crate::{Action, Context, Controller, ObjectKey, ReconcileError, reconcile_fn};
@@ -137,7 +136,7 @@ async fn reconcile(
                 c.status.restart_count = 0;
             }
         }
-        set_condition(&mut c.status.conditions, error.is_empty(), &error);
+        provisioned(&mut c.status.conditions, error.is_empty(), &error);
     })
     .await?;
     Ok(Action::AwaitChange)
@@ -270,30 +269,13 @@ async fn fail(
     tracing::warn!(container = %key.name, error = message, "cannot provision");
     write_status(ctx.api(), &key.name, |c| {
         c.status.error = message.to_owned();
-        set_condition(&mut c.status.conditions, false, message);
+        provisioned(&mut c.status.conditions, false, message);
     })
     .await?;
     Ok(())
 }
 
-fn set_condition(conditions: &mut Vec<Condition>, ok: bool, message: &str) {
-    let status = if ok { "True" } else { "False" };
+fn provisioned(conditions: &mut Vec<Condition>, ok: bool, message: &str) {
     let reason = if ok { "Provisioned" } else { "Failed" };
-    if let Some(c) = conditions.iter_mut().find(|c| c.type_ == PROVISIONED) {
-        if c.status == status && c.message == message {
-            return;
-        }
-        c.status = status.into();
-        c.reason = reason.into();
-        c.message = message.into();
-        c.last_transition_time = Some(OffsetDateTime::now_utc());
-        return;
-    }
-    conditions.push(Condition {
-        type_: PROVISIONED.into(),
-        status: status.into(),
-        reason: reason.into(),
-        message: message.into(),
-        last_transition_time: Some(OffsetDateTime::now_utc()),
-    });
+    set_condition(conditions, PROVISIONED, ok, reason, message.to_owned());
 }

@@ -94,3 +94,79 @@ pub struct Condition {
     )]
     pub last_transition_time: Option<OffsetDateTime>,
 }
+
+/// Sets the condition `type_` in `conditions` to `status` with `reason` and
+/// `message`, in place (its position kept, so rewriting the same condition
+/// changes nothing), or adds it. Its transition time moves only when the
+/// status changes.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+) {
+    let status = if status { "True" } else { "False" };
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => {
+            if c.status != status {
+                c.status = status.to_string();
+                c.last_transition_time = Some(OffsetDateTime::now_utc());
+            }
+            c.reason = reason.to_string();
+            c.message = message;
+        }
+        None => conditions.push(Condition {
+            type_: type_.to_string(),
+            status: status.to_string(),
+            reason: reason.to_string(),
+            message,
+            last_transition_time: Some(OffsetDateTime::now_utc()),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_condition_keeps_its_transition_time_while_its_status_holds() {
+        let mut conditions = Vec::new();
+        set_condition(&mut conditions, "Scheduled", false, "NoNodes", "a".into());
+        let first = conditions[0].last_transition_time;
+        set_condition(
+            &mut conditions,
+            "Scheduled",
+            false,
+            "Unschedulable",
+            "b".into(),
+        );
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(conditions[0].last_transition_time, first);
+        assert_eq!(conditions[0].message, "b");
+    }
+
+    #[test]
+    fn setting_a_condition_again_keeps_its_place_among_the_others() {
+        let mut conditions = Vec::new();
+        set_condition(&mut conditions, "Scheduled", true, "Placed", "on a".into());
+        set_condition(
+            &mut conditions,
+            "Provisioned",
+            true,
+            "Provisioned",
+            String::new(),
+        );
+        let before = conditions.clone();
+        set_condition(&mut conditions, "Scheduled", true, "Placed", "on a".into());
+        assert_eq!(conditions, before);
+        set_condition(&mut conditions, "Scheduled", false, "Gone", "b".into());
+        assert_eq!(conditions[0].type_, "Scheduled");
+        assert_eq!(conditions[0].status, "False");
+        assert_ne!(
+            conditions[0].last_transition_time,
+            before[0].last_transition_time
+        );
+    }
+}

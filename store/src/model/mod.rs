@@ -26,7 +26,7 @@ pub use log_config::{
     DEFAULT_MAX_LOG_FILES, DEFAULT_MAX_LOG_SIZE, HostLog, LogConfigError, MAX_LOG_CONFIG_LEN,
     ValidLogConfig,
 };
-pub use metadata::{Condition, Metadata};
+pub use metadata::{Condition, Metadata, set_condition};
 pub use network::{Network, NetworkSpec, NetworkStatus};
 pub use node::{Node, NodeSpec, NodeStatus};
 pub use package::{Package, PackageSpec, PackageStatus};
