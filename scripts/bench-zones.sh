@@ -20,4 +20,7 @@ bash scripts/install-deps.sh
 bash scripts/install-dockerd.sh
 
 export SDC_BENCH_CONTAINERS=${SDC_BENCH_CONTAINERS:-100}
+# The server runs the monitor next to its own binary; `cargo bench` alone
+# would leave an old one there.
+cargo build --release -p sdc-docker-monitor
 cargo bench --bench zones

@@ -126,6 +126,20 @@ pub enum ZoneError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Nothing at `path` inside zone `id` (Docker: 404 "Could not find the
+    /// file … in container …").
+    #[error("Could not find the file {path} in container {id}")]
+    NoSuchPath {
+        /// The zone.
+        id: String,
+        /// The path asked for.
+        path: String,
+    },
+    /// A request the zone cannot carry out as asked (a bad path, an archive
+    /// that would land outside the zone, a directory replaced by a file…):
+    /// the caller's mistake, Docker's 400.
+    #[error("{0}")]
+    BadRequest(String),
     /// A file the driver wrote earlier cannot be read back.
     #[error("{path}: {source}")]
     Corrupt {

@@ -18,8 +18,10 @@ pub mod driver;
 pub mod linux;
 pub mod signal;
 pub mod spec;
+pub mod streams;
 
 pub use docker::{SpecError, zone_id, zone_spec};
 pub use driver::{ZoneDriver, ZoneError, ZoneEvent, ZoneInfo, ZoneState};
 pub use linux::{LinuxConfig, LinuxDriver};
 pub use spec::{BindMount, ImageLayers, LogSpec, ProcessSpec, ZoneSpec};
+pub use streams::ZoneStreams;
