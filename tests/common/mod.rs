@@ -299,6 +299,10 @@ impl Drop for Server {
         if std::thread::panicking() {
             eprintln!("--- sdc-docker serve log\n{}", self.log());
         }
+        // Zones outlive their server by design; they must go before the
+        // temporary directory does, or its removal would take runc's state
+        // (leaving the zones' cgroups behind) and walk into mounted rootfs.
+        remove_zones(&self.dir().join("data"));
     }
 }
 
@@ -477,8 +481,9 @@ pub fn is_root() -> bool {
 /// Takes down every zone under a server's `data` dir, the server being
 /// stopped: zones outlive their server by design, so tests and benches take
 /// their own down. Each zone's init is killed (PID 1 of its namespace: every
-/// process of the zone goes with it, then its monitor), runc forgets it, its
-/// monitor is waited for (killed after 10 s) and its rootfs unmounted.
+/// process of the zone goes with it, then its monitor), its monitor is
+/// waited for (killed after 10 s), runc forgets it (removing its cgroups)
+/// and its rootfs is unmounted.
 pub fn remove_zones(data: &Path) {
     let Ok(entries) = std::fs::read_dir(data.join("zones")) else {
         return;
@@ -489,11 +494,6 @@ pub fn remove_zones(data: &Path) {
         if let Ok(pid) = std::fs::read_to_string(run.join("init.pid")) {
             let _ = Command::new("kill").args(["-9", pid.trim()]).output();
         }
-        let _ = Command::new("runc")
-            .arg("--root")
-            .arg(data.join("runc"))
-            .args(["delete", "--force", &id])
-            .output();
         if let Ok(pid) = std::fs::read_to_string(run.join("monitor.pid")) {
             let proc = PathBuf::from(format!("/proc/{}", pid.trim()));
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -509,6 +509,13 @@ pub fn remove_zones(data: &Path) {
                 let _ = Command::new("kill").args(["-9", pid.trim()]).output();
             }
         }
+        // Once the monitor is gone nothing of the zone is left running:
+        // runc can remove its state and cgroups.
+        let _ = Command::new("runc")
+            .arg("--root")
+            .arg(data.join("runc"))
+            .args(["delete", "--force", &id])
+            .output();
         // The killed process may hold the mount a moment longer.
         let rootfs = entry.path().join("rootfs");
         for _ in 0..50 {
