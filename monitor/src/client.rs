@@ -1,8 +1,8 @@
 //! The daemon's side of the monitor: start one for a container, read its
 //! state back (also after a daemon restart), attach to the container's
 //! streams and resize its pty. Everything here is blocking std code that
-//! returns quickly, except [`spawn`], which waits for `runc create` and
-//! `runc start`.
+//! returns quickly, except [`spawn`], which waits for `runc run`
+//! to start the container.
 
 use std::ffi::OsStr;
 use std::io::{self, Read, Write};
@@ -25,7 +25,7 @@ pub struct Spawned {
     pub monitor_pid: i32,
     /// The container init's pid in the host's pid namespace.
     pub init_pid: i32,
-    /// When `runc start` returned.
+    /// When `runc run` returned.
     pub started_at: SystemTime,
 }
 
@@ -37,7 +37,7 @@ pub struct MonitorState {
     /// Whether that pid is still this state directory's monitor (checked
     /// through `/proc/PID/cmdline`, so a reused pid does not count).
     pub monitor_alive: bool,
-    /// The init's pid, once `runc create` wrote it.
+    /// The init's pid, once `runc run` wrote it.
     pub init_pid: Option<i32>,
     /// When the container started.
     pub started_at: Option<SystemTime>,
@@ -63,7 +63,7 @@ pub struct Streams {
 ///
 /// Leftover files of a previous run in the state directory are removed
 /// first; a monitor still running there is [`MonitorError::AlreadyRunning`]. Returns [`MonitorError::RuntimeFailed`] with the runtime's message
-/// when `runc create` or `runc start` fails; the monitor has then exited and
+/// when `runc run` fails; the monitor has then exited and
 /// the runtime holds no container. Blocks for as long as the runtime takes.
 pub fn spawn(config: &MonitorConfig) -> Result<Spawned, MonitorError> {
     let state_dir = &config.state_dir;

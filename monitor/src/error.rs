@@ -7,7 +7,7 @@ use std::path::PathBuf;
 /// Why starting or inspecting a monitor failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
-    /// `runc create` or `runc start` failed; `stderr` is the runtime's own
+    /// `runc run` failed; `stderr` is the runtime's own
     /// message (what Docker shows after "OCI runtime create failed").
     /// No monitor is left running and the runtime holds no container.
     #[error("OCI runtime failed: {stderr}")]

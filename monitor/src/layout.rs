@@ -5,12 +5,12 @@
 //! | --- | --- | --- |
 //! | `config.json` | [`spawn`](crate::spawn) | the [`MonitorConfig`](crate::MonitorConfig), paths absolute |
 //! | `monitor.pid` | the monitor, at start | its pid, decimal |
-//! | `init.pid` | `runc create --pid-file` | the container's init pid (host namespace) |
-//! | `started_at` | the monitor, after `runc start` | RFC 3339 time |
+//! | `init.pid` | `runc run --pid-file` | the container's init pid (host namespace) |
+//! | `started_at` | the monitor, after `runc run` | RFC 3339 time |
 //! | `exit.json` | the monitor, after the init exited and the output was drained | [`ExitRecord`](crate::ExitRecord) as JSON |
 //! | `attach.sock` | the monitor, while it runs | the attach socket (see the crate docs) |
 //! | `ctl` | the monitor, while it runs | the control FIFO (see the crate docs) |
-//! | `console.sock` | the monitor, during `runc create` with a tty | the runtime's console socket |
+//! | `console.sock` | the monitor, during `runc run` with a tty | the runtime's console socket |
 //! | `monitor.log` | the monitor | its own problems, plain text, one line each |
 //! | `runc.log` | the runtime (`--log`, JSON lines) | the runtime's own log |
 //!
@@ -26,7 +26,7 @@ pub const CONFIG: &str = "config.json";
 pub const MONITOR_PID: &str = "monitor.pid";
 /// The container init's pid.
 pub const INIT_PID: &str = "init.pid";
-/// When `runc start` returned.
+/// When `runc run` returned.
 pub const STARTED_AT: &str = "started_at";
 /// How the init exited.
 pub const EXIT: &str = "exit.json";
@@ -34,7 +34,7 @@ pub const EXIT: &str = "exit.json";
 pub const ATTACH_SOCKET: &str = "attach.sock";
 /// The control FIFO.
 pub const CONTROL: &str = "ctl";
-/// The console socket handed to `runc create --console-socket`.
+/// The console socket handed to `runc run --console-socket`.
 pub const CONSOLE_SOCKET: &str = "console.sock";
 /// The monitor's own log.
 pub const MONITOR_LOG: &str = "monitor.log";

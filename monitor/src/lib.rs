@@ -1,6 +1,6 @@
 //! The per-container monitor of sdc-docker: what conmon is to podman and
 //! containerd-shim to Docker. One small `sdc-docker-monitor` process per
-//! container runs the OCI runtime (`runc create` then `runc start`), holds the
+//! container runs the OCI runtime (`runc run --detach`), holds the
 //! container's stdio, writes its output to a Docker json-file log, serves
 //! attach clients, resizes the pty, and records how the container's init
 //! exited. It is detached from the daemon (its own session, re-parented away

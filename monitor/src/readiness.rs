@@ -7,13 +7,13 @@ use serde::{Deserialize, Serialize};
 /// What the monitor reports to its spawner.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Readiness {
-    /// `runc start` returned; the container's process runs.
+    /// `runc run` returned; the container's process runs.
     Running {
         /// The monitor's pid.
         monitor_pid: i32,
         /// The init's pid.
         init_pid: i32,
-        /// RFC 3339 time `runc start` returned.
+        /// RFC 3339 time `runc run` returned.
         started_at: String,
     },
     /// The runtime refused the container; its message.

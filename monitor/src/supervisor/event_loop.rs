@@ -1,4 +1,4 @@
-//! The monitor's one loop, on poll(2), from `runc start` until the init has
+//! The monitor's one loop, on poll(2), from `runc run` until the init has
 //! exited and its output is drained: container output goes to the log and
 //! to the attach clients that want it, clients' input goes to the
 //! container's stdin, `ctl` commands resize the pty, and children are

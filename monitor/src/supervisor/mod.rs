@@ -6,7 +6,7 @@
 //!    `--detached`, and exits at once (the daemon waits for that);
 //! 2. the detached copy, re-parented to init and not a session leader (it
 //!    can never gain a controlling terminal), becomes the subreaper of the
-//!    container, runs `runc create` and `runc start`, reports on its stdout
+//!    container, runs `runc run --detach`, reports on its stdout
 //!    — the pipe [`spawn`](crate::spawn) reads — and lets go of it, then
 //!    runs its event loop until the init exits, writes `exit.json` and
 //!    exits. It never runs `runc delete` after a run: that is the driver's.
@@ -155,7 +155,7 @@ fn serve(state_dir: &Path) {
     ) {
         return fail(format!("writing monitor.pid: {e}"));
     }
-    // Orphans of the container (its init, once `runc create` exits) become
+    // Orphans of the container (its init, once `runc run` exits) become
     // our children, so we can wait for the init.
     if let Err(e) = set_child_subreaper(Some(getpid())) {
         return fail(format!("PR_SET_CHILD_SUBREAPER: {e}"));
@@ -176,13 +176,13 @@ fn serve(state_dir: &Path) {
 
     let runtime = Runtime::new(&config);
     let init_pid_file = file(state_dir, layout::INIT_PID);
-    let started = runtime.create(&init_pid_file).and_then(|stdio| {
+    let started = runtime.run(&init_pid_file).and_then(|stdio| {
         let init = read_init_pid(&init_pid_file).map_err(Failure::Monitor)?;
-        // Opened before start: a fast init is still our unreaped child.
+        // Our child since runc exited (we are its subreaper), reaped by
+        // nobody but us: the pid cannot be reused before we wait for it.
         let init_fd = pidfd_open(init, PidfdFlags::empty())
             .map_err(|e| Failure::Monitor(format!("pidfd_open: {e}")))?;
         let oom = OomWatch::of_process(init.as_raw_nonzero().get());
-        runtime.start()?;
         Ok((stdio, init, init_fd, oom))
     });
     let (stdio, init, init_fd, oom) = match started {
