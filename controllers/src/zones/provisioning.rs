@@ -106,23 +106,32 @@ async fn reconcile(
     let pending = container.status.observed_generation < generation;
     let mut error = String::new();
     if pending {
-        match act(&zones, &container, &id, &zone).await {
-            Ok(Some(next)) => zone = next,
-            Ok(None) => {}
+        // The zone as the driver left it; when the action does not say,
+        // read it back (a failed start may have left an exit behind).
+        let after = match act(&zones, &container, &id, &zone).await {
+            Ok(next) => next,
             Err(ZoneError::Runtime { message, .. }) => {
                 error = format!("OCI runtime create failed: {message}");
+                None
             }
-            Err(ZoneError::InvalidSignal(s)) => error = format!("Invalid signal: {s}"),
+            Err(ZoneError::InvalidSignal(s)) => {
+                error = format!("Invalid signal: {s}");
+                None
+            }
             Err(e) => return Err(ReconcileError::transient(e)),
-        }
-        // Read back after acting: the process may already have exited.
-        if let Some(now) = zones
-            .driver
-            .get(&id)
-            .await
-            .map_err(ReconcileError::transient)?
-        {
-            zone = now;
+        };
+        match after {
+            Some(next) => zone = next,
+            None => {
+                if let Some(now) = zones
+                    .driver
+                    .get(&id)
+                    .await
+                    .map_err(ReconcileError::transient)?
+                {
+                    zone = now;
+                }
+            }
         }
     }
     let starting = pending && container.spec.desired_state == DesiredState::Running;

@@ -14,6 +14,7 @@
 //! `lo` (see [`oci`]), bind mounts only.
 
 pub mod etc;
+mod freezer;
 pub mod install;
 pub mod layout;
 pub mod oci;
@@ -232,8 +233,29 @@ impl LinuxDriver {
             info.oom_killed = exit.oom_killed;
             return Ok(Some((spec, info)));
         }
-        // Running, paused, or orphaned by a monitor that died without a
-        // record: the runtime knows which.
+        if monitor.monitor_alive {
+            // The monitor writes the exit record as soon as the init is
+            // reaped, so the zone runs (or its output is still draining):
+            // no need to ask the runtime, which costs a process per call.
+            if let Some(pid) = monitor.monitor_pid {
+                self.watch_monitor(id, pid);
+            }
+            let pid = monitor.init_pid.map(i64::from);
+            let paused = match pid.and_then(freezer::frozen) {
+                Some(frozen) => frozen,
+                // The cgroup is not where we look: the runtime knows.
+                None => matches!(self.runc.state(id).await?, Some(s) if s.status == "paused"),
+            };
+            info.state = if paused {
+                ZoneState::Paused
+            } else {
+                ZoneState::Running
+            };
+            info.pid = pid;
+            return Ok(Some((spec, info)));
+        }
+        // A monitor that died without a record (killed, or the node
+        // rebooted): the runtime knows whether the process still runs.
         match self.runc.state(id).await? {
             Some(state) if state.status == "running" || state.status == "paused" => {
                 info.state = if state.status == "paused" {
@@ -244,17 +266,6 @@ impl LinuxDriver {
                 info.pid = Some(state.pid)
                     .filter(|p| *p > 0)
                     .or(monitor.init_pid.map(i64::from));
-                if let Some(pid) = monitor.monitor_pid.filter(|_| monitor.monitor_alive) {
-                    self.watch_monitor(id, pid);
-                }
-            }
-            _ if monitor.monitor_alive => {
-                // Exited; the monitor is still draining output.
-                if let Some(pid) = monitor.monitor_pid {
-                    self.watch_monitor(id, pid);
-                }
-                info.state = ZoneState::Running;
-                info.pid = monitor.init_pid.map(i64::from);
             }
             _ => {
                 tracing::warn!(zone = id, "monitor gone without an exit record");
@@ -389,6 +400,7 @@ impl ZoneDriver for LinuxDriver {
             ZoneState::Installed | ZoneState::Stopped => {}
         }
         let dir = self.dir(id)?;
+        let began = std::time::Instant::now();
         {
             let (dir, spec) = (dir.clone(), spec.clone());
             blocking(move || {
@@ -397,9 +409,12 @@ impl ZoneDriver for LinuxDriver {
             })
             .await?;
         }
+
         // The runtime still holds the previous run's container (and an
-        // orphan may even be half created): it must go before `runc create`.
-        self.runc.delete(id).await?;
+        // orphan may even be half created): it must go before `runc run`.
+        if self.runc.knows(id) {
+            self.runc.delete(id).await?;
+        }
 
         let monitor = MonitorConfig {
             id: id.to_string(),
@@ -418,6 +433,7 @@ impl ZoneDriver for LinuxDriver {
         };
         let spawned = blocking(move || Ok(sdc_docker_monitor::spawn(&monitor)?)).await?;
         tracing::info!(
+            took = ?began.elapsed(),
             zone = id,
             pid = spawned.init_pid,
             monitor = spawned.monitor_pid,

@@ -106,6 +106,13 @@ impl Runc {
         }
     }
 
+    /// Whether the runtime may hold state for container `id`: runc, crun
+    /// and youki keep one directory per container under their root. Saves
+    /// a process where the answer is no (a zone's first start).
+    pub fn knows(&self, id: &str) -> bool {
+        self.root.join(id).exists()
+    }
+
     /// Sends signal number `signal` to the container's init.
     pub async fn kill(&self, id: &str, signal: i32) -> Result<(), RuncError> {
         self.run("kill", &[id, &signal.to_string()]).await.map(drop)
