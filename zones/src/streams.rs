@@ -56,6 +56,9 @@ pub type ByteStream = Pin<Box<dyn tokio::io::AsyncRead + Send>>;
 /// A future resolving to a process's exit code (128 + signal when killed).
 pub type ExitFuture = Pin<Box<dyn Future<Output = Result<i64, ZoneError>> + Send>>;
 
+/// Sets a pty's window size: height, then width.
+pub type ResizeFn = Box<dyn Fn(u16, u16) -> Result<(), ZoneError> + Send + Sync>;
+
 /// Which streams an attach client wants.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AttachOptions {
@@ -107,7 +110,7 @@ pub struct ExecProcess {
     /// after.
     pub exit: ExitFuture,
     /// Sets its pty's window size (only with `tty`).
-    pub resize: Option<Box<dyn Fn(u16, u16) -> Result<(), ZoneError> + Send + Sync>>,
+    pub resize: Option<ResizeFn>,
 }
 
 /// Which part of a zone's log to read ([`ZoneStreams::logs`]).

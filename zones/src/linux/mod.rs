@@ -14,12 +14,17 @@
 //! `lo` (see [`oci`]), bind mounts only.
 
 pub mod etc;
+mod exec;
+mod files;
 mod freezer;
 pub mod install;
 pub mod layout;
+mod logs;
 pub mod oci;
 pub mod rootfs;
 pub mod runc;
+mod stats;
+mod streams;
 pub mod user;
 
 use std::collections::{HashMap, HashSet};

@@ -1,0 +1,374 @@
+//! A zone's log for [`ZoneStreams::logs`](crate::ZoneStreams::logs): the
+//! monitor's json-file log, `container.log` and its rotated files
+//! `container.log.1`, `.2`, … (the highest number the oldest), one JSON
+//! object per line: `{"log":"text\n","stream":"stdout","time":"<RFC 3339>"}`.
+//!
+//! A reader thread walks the files oldest first, selects entries by stream
+//! and time, keeps the last `tail` of them, and sends them through a
+//! bounded channel (so a slow client slows the reading, not the memory).
+//! Following, it then polls the current file every 100 ms for lines the
+//! monitor appends, follows a rotation (its open file renamed to `.1`: it
+//! drains that one, then takes the newer files), and ends once the zone's
+//! process exited and the file is drained (the monitor records the exit
+//! after writing the last output), when `until` passes, when the zone is
+//! deleted, or when the caller drops the stream.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::LinuxDriver;
+use crate::driver::ZoneError;
+use crate::streams::{LogEntry, LogOptions, LogStream, StdStream};
+
+/// How often a follower looks for new lines.
+const POLL: Duration = Duration::from_millis(100);
+/// Entries buffered between the reader thread and the stream.
+const CHANNEL: usize = 256;
+
+/// The zone's log as `options` selects it.
+pub(crate) async fn logs(
+    d: &LinuxDriver,
+    id: &str,
+    options: LogOptions,
+) -> Result<LogStream, ZoneError> {
+    let (spec, _) = d.require(id).await?;
+    if !spec.log.keeps_output() {
+        return Err(ZoneError::BadRequest(
+            "configured logging driver does not support reading".to_string(),
+        ));
+    }
+    let dir = d.dir(id)?;
+    let reader = Reader {
+        path: dir.log_file(),
+        spec_file: dir.spec(),
+        state_dir: dir.run(),
+        options,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL);
+    let zone = id.to_string();
+    std::thread::Builder::new()
+        .name("zone-logs".to_string())
+        .spawn(move || {
+            if let Err(e) = reader.run(&tx) {
+                tracing::debug!(zone, error = %e, "reading a zone's log");
+                let _ = tx.blocking_send(Err(e));
+            }
+        })
+        .map_err(ZoneError::io("starting a log reader"))?;
+    Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })))
+}
+
+type Sender = tokio::sync::mpsc::Sender<io::Result<LogEntry>>;
+
+/// The receiver went away: stop reading.
+struct Gone;
+
+/// One line of the json-file log.
+#[derive(Deserialize)]
+struct Line {
+    log: String,
+    stream: String,
+    time: String,
+}
+
+/// `line` as an entry, `None` when it is not one (a torn or foreign line).
+fn parse(line: &[u8]) -> Option<LogEntry> {
+    let line: Line = serde_json::from_slice(line).ok()?;
+    let stream = match line.stream.as_str() {
+        "stdout" => StdStream::Stdout,
+        "stderr" => StdStream::Stderr,
+        _ => return None,
+    };
+    let time = OffsetDateTime::parse(&line.time, &Rfc3339).ok()?;
+    Some(LogEntry {
+        stream,
+        time,
+        data: Bytes::from(line.log.into_bytes()),
+    })
+}
+
+/// An open log file and the bytes of a line not yet complete.
+struct Cursor {
+    file: File,
+    inode: (u64, u64),
+    pending: Vec<u8>,
+}
+
+impl Cursor {
+    fn open(path: &Path) -> io::Result<Option<Cursor>> {
+        match File::open(path) {
+            Ok(file) => {
+                let meta = file.metadata()?;
+                Ok(Some(Cursor {
+                    file,
+                    inode: (meta.dev(), meta.ino()),
+                    pending: Vec::new(),
+                }))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every complete line from where it stopped to the end of the file.
+    fn read_lines(&mut self, mut each: impl FnMut(&[u8]) -> Result<(), Gone>) -> io::Result<bool> {
+        // A file truncated under us (a one-file log "rotates" so) starts over.
+        let len = self.file.metadata()?.len();
+        let pos = self.file.stream_position()?;
+        if len < pos {
+            self.file.seek(SeekFrom::Start(0))?;
+            self.pending.clear();
+        }
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            let n = match self.file.read(&mut buf) {
+                Ok(0) => return Ok(true),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let mut rest = &buf[..n];
+            while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+                let line = &rest[..end];
+                let result = if self.pending.is_empty() {
+                    each(line)
+                } else {
+                    self.pending.extend_from_slice(line);
+                    let line = std::mem::take(&mut self.pending);
+                    each(&line)
+                };
+                if result.is_err() {
+                    return Ok(false);
+                }
+                rest = &rest[end + 1..];
+            }
+            self.pending.extend_from_slice(rest);
+        }
+    }
+}
+
+/// `path.n`.
+fn numbered(path: &Path, n: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+/// The rotated files of `path` that exist, as numbers, highest (oldest)
+/// first.
+fn rotated(path: &Path) -> Vec<u32> {
+    let mut numbers = Vec::new();
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return numbers;
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            if let Some(n) = file
+                .to_str()
+                .and_then(|f| f.strip_prefix(&prefix))
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|n| *n > 0)
+            {
+                numbers.push(n);
+            }
+        }
+    }
+    numbers.sort_unstable_by(|a, b| b.cmp(a));
+    numbers
+}
+
+/// The inode of `path`, if it exists.
+fn inode(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+struct Reader {
+    path: PathBuf,
+    spec_file: PathBuf,
+    state_dir: PathBuf,
+    options: LogOptions,
+}
+
+impl Reader {
+    fn selected(&self, entry: &LogEntry) -> bool {
+        let stream = match entry.stream {
+            StdStream::Stdout => self.options.stdout,
+            StdStream::Stderr => self.options.stderr,
+        };
+        stream
+            && self.options.since.is_none_or(|since| entry.time >= since)
+            && self.options.until.is_none_or(|until| entry.time < until)
+    }
+
+    fn run(&self, tx: &Sender) -> io::Result<()> {
+        let send = |entry: LogEntry| tx.blocking_send(Ok(entry)).map_err(|_| Gone);
+        let mut tail = self.options.tail.map(|n| (n, VecDeque::new()));
+        let mut keep = |entry: LogEntry| -> Result<(), Gone> {
+            match tail.as_mut() {
+                Some((0, _)) => Ok(()),
+                Some((n, kept)) => {
+                    if kept.len() == *n {
+                        kept.pop_front();
+                    }
+                    kept.push_back(entry);
+                    Ok(())
+                }
+                None => send(entry),
+            }
+        };
+
+        // What is there now, oldest first; the current file stays open.
+        for n in rotated(&self.path) {
+            if let Some(mut old) = Cursor::open(&numbered(&self.path, n))? {
+                let more = old.read_lines(|line| match parse(line) {
+                    Some(entry) if self.selected(&entry) => keep(entry),
+                    _ => Ok(()),
+                })?;
+                if !more {
+                    return Ok(());
+                }
+            }
+        }
+        let mut current = Cursor::open(&self.path)?;
+        if let Some(cursor) = current.as_mut() {
+            let more = cursor.read_lines(|line| match parse(line) {
+                Some(entry) if self.selected(&entry) => keep(entry),
+                _ => Ok(()),
+            })?;
+            if !more {
+                return Ok(());
+            }
+        }
+        if let Some((_, kept)) = tail {
+            for entry in kept {
+                if send(entry).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        if self.options.follow {
+            self.follow(current, tx)?;
+        }
+        Ok(())
+    }
+
+    /// Sends what is appended from here on; see the module documentation
+    /// for when it ends.
+    fn follow(&self, mut current: Option<Cursor>, tx: &Sender) -> io::Result<()> {
+        let past_until = std::cell::Cell::new(false);
+        let mut each = |line: &[u8]| -> Result<(), Gone> {
+            let Some(entry) = parse(line) else {
+                return Ok(());
+            };
+            if self.options.until.is_some_and(|until| entry.time >= until) {
+                past_until.set(true);
+                return Err(Gone);
+            }
+            if self.selected(&entry) {
+                tx.blocking_send(Ok(entry)).map_err(|_| Gone)?;
+            }
+            Ok(())
+        };
+        loop {
+            // Decided before draining, so nothing written before the exit
+            // record is missed.
+            let exited = self.exited();
+            if let Some(cursor) = current.as_mut()
+                && !cursor.read_lines(&mut each)?
+            {
+                return Ok(());
+            }
+            // Rotated since we opened it: finish ours, then the newer files.
+            let now = inode(&self.path);
+            if current.as_ref().map(|c| c.inode) != now {
+                if let Some(ours) = current.as_ref().map(|c| c.inode) {
+                    let newer = rotated(&self.path)
+                        .into_iter()
+                        .rev()
+                        .take_while(|n| inode(&numbered(&self.path, *n)) != Some(ours))
+                        .collect::<Vec<_>>();
+                    let found = newer.len() < rotated(&self.path).len();
+                    if found {
+                        for n in newer.into_iter().rev() {
+                            if let Some(mut file) = Cursor::open(&numbered(&self.path, n))?
+                                && !file.read_lines(&mut each)?
+                            {
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+                current = Cursor::open(&self.path)?;
+                continue;
+            }
+            if exited || past_until.get() {
+                return Ok(());
+            }
+            if self
+                .options
+                .until
+                .is_some_and(|until| OffsetDateTime::now_utc() >= until)
+            {
+                return Ok(());
+            }
+            if tx.is_closed() || !self.spec_file.exists() {
+                return Ok(());
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Whether the zone's process has exited (or never ran): no monitor
+    /// writes to the log any more.
+    fn exited(&self) -> bool {
+        match sdc_docker_monitor::state(&self.state_dir) {
+            Ok(state) => state.exit.is_some() || !state.monitor_alive,
+            Err(_) => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_json_file_line_parses_to_an_entry() {
+        let entry = parse(
+            br#"{"log":"no newline","stream":"stderr","time":"2026-11-23T01:02:03.123456789Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(entry.stream, StdStream::Stderr);
+        assert_eq!(entry.data, Bytes::from_static(b"no newline"));
+        assert_eq!(entry.time.nanosecond(), 123_456_789);
+        assert!(parse(b"{\"log\":\"x\",").is_none());
+    }
+
+    #[test]
+    fn rotated_files_are_listed_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("container.log");
+        for name in [
+            "container.log",
+            "container.log.1",
+            "container.log.2",
+            "container.log.x",
+        ] {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        assert_eq!(rotated(&path), [2, 1]);
+    }
+}
