@@ -69,6 +69,15 @@ pub fn read_frame(reader: &mut impl Read) -> io::Result<Option<Frame>> {
             Err(e) => return Err(e),
         }
     }
+    let (stream, len) = decode_header(&head)?;
+    let mut data = vec![0u8; len];
+    reader.read_exact(&mut data)?;
+    Ok(Some(Frame { stream, data }))
+}
+
+/// The stream and payload length a frame header `[stream][len u32 BE]`
+/// announces, for readers of frames other than [`read_frame`] (async ones).
+pub fn decode_header(head: &[u8; 5]) -> io::Result<(OutputStream, usize)> {
     let stream = match head[0] {
         1 => OutputStream::Stdout,
         2 => OutputStream::Stderr,
@@ -80,9 +89,7 @@ pub fn read_frame(reader: &mut impl Read) -> io::Result<Option<Frame>> {
         }
     };
     let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-    let mut data = vec![0u8; len];
-    reader.read_exact(&mut data)?;
-    Ok(Some(Frame { stream, data }))
+    Ok((stream, len))
 }
 
 #[cfg(test)]

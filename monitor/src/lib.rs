@@ -52,6 +52,7 @@
 //!
 //! See [`layout`] for every file of the state directory.
 
+pub mod cgroups;
 mod client;
 mod config;
 mod error;

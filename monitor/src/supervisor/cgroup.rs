@@ -9,6 +9,8 @@
 
 use std::path::PathBuf;
 
+use crate::cgroups::Cgroups;
+
 /// The counters to compare at exit against their values at start.
 pub(crate) struct OomWatch {
     counters: Vec<(PathBuf, u64)>,
@@ -17,37 +19,14 @@ pub(crate) struct OomWatch {
 impl OomWatch {
     /// Finds the memory cgroup files of `pid` and remembers their counters.
     pub(crate) fn of_process(pid: i32) -> Self {
-        let listing = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-        let mut candidates = Vec::new();
-        for line in listing.lines() {
-            let mut parts = line.splitn(3, ':');
-            let (Some(_), Some(controllers), Some(path)) =
-                (parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            let path = path.trim_start_matches('/');
-            if controllers.is_empty() {
-                candidates.push(
-                    PathBuf::from("/sys/fs/cgroup")
-                        .join(path)
-                        .join("memory.events"),
-                );
-                candidates.push(
-                    PathBuf::from("/sys/fs/cgroup/unified")
-                        .join(path)
-                        .join("memory.events"),
-                );
-            } else if controllers.split(',').any(|c| c == "memory") {
-                candidates.push(
-                    PathBuf::from("/sys/fs/cgroup/memory")
-                        .join(path)
-                        .join("memory.oom_control"),
-                );
-            }
-        }
+        let groups = Cgroups::of_process(i64::from(pid));
+        let candidates = [
+            groups.v2_file("memory.events"),
+            groups.v1_file("memory", "memory.oom_control"),
+        ];
         let counters = candidates
             .into_iter()
+            .flatten()
             .filter_map(|file| oom_kills(&file).map(|n| (file, n)))
             .collect();
         OomWatch { counters }

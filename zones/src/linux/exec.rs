@@ -187,17 +187,11 @@ async fn read_frame(read: &mut (impl AsyncRead + Unpin)) -> io::Result<Option<Ou
         return Ok(None);
     }
     read.read_exact(&mut head[1..]).await?;
-    let stream = match head[0] {
-        1 => StdStream::Stdout,
-        2 => StdStream::Stderr,
-        other => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("attach frame with unknown stream {other}"),
-            ));
-        }
+    let (stream, len) = sdc_docker_monitor::frame::decode_header(&head)?;
+    let stream = match stream {
+        sdc_docker_monitor::OutputStream::Stdout => StdStream::Stdout,
+        sdc_docker_monitor::OutputStream::Stderr => StdStream::Stderr,
     };
-    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
     let mut data = vec![0u8; len];
     read.read_exact(&mut data).await?;
     Ok(Some(OutputChunk {

@@ -7,41 +7,27 @@
 
 use std::path::Path;
 
+use sdc_docker_monitor::cgroups::{Cgroups, ROOT};
+
 /// `Some(true)` when the cgroup of `pid` is frozen, `Some(false)` when it
 /// is not, `None` when that cannot be told (the process is gone, or its
 /// cgroup is not where we look).
 pub fn frozen(pid: i64) -> Option<bool> {
     let listing = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    frozen_in(Path::new("/sys/fs/cgroup"), &listing)
+    frozen_in(Path::new(ROOT), &listing)
 }
 
 /// [`frozen`] for the `/proc/<pid>/cgroup` text `listing`, with the cgroup
 /// file systems under `root`.
 fn frozen_in(root: &Path, listing: &str) -> Option<bool> {
-    let mut unified = None;
-    for line in listing.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        let path = path.trim_start_matches('/');
-        if controllers.split(',').any(|c| c == "freezer") {
-            // A v1 freezer, on a v1 or hybrid host, is the one runc uses.
-            let state =
-                std::fs::read_to_string(root.join("freezer").join(path).join("freezer.state"))
-                    .ok()?;
-            return Some(matches!(state.trim(), "FROZEN" | "FREEZING"));
-        }
-        if controllers.is_empty() {
-            unified = Some(path.to_string());
-        }
+    let groups = Cgroups::parse(listing, root);
+    let read = |path| std::fs::read_to_string(path).ok();
+    // A v1 freezer, on a v1 or hybrid host, is the one runc uses.
+    if let Some(state) = groups.v1_file("freezer", "freezer.state").and_then(read) {
+        return Some(matches!(state.trim(), "FROZEN" | "FREEZING"));
     }
-    let path = unified?;
-    [root.to_path_buf(), root.join("unified")]
-        .iter()
-        .find_map(|base| std::fs::read_to_string(base.join(&path).join("cgroup.freeze")).ok())
-        .map(|text| text.trim() == "1")
+    let freeze = groups.v2_file("cgroup.freeze").and_then(read)?;
+    Some(freeze.trim() == "1")
 }
 
 #[cfg(test)]

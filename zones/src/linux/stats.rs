@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
 
+use sdc_docker_monitor::cgroups::Cgroups;
+
 use super::{LinuxDriver, blocking};
 use crate::driver::{ZoneError, ZoneState};
 use crate::streams::{NetworkStats, ZoneStats};
@@ -21,8 +23,6 @@ use crate::streams::{NetworkStats, ZoneStats};
 const USER_HZ: u64 = 100;
 /// Nanoseconds per tick.
 const NS_PER_TICK: u64 = 1_000_000_000 / USER_HZ;
-/// Where cgroup file systems are mounted.
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Resource usage of zone `id`, which must be running or paused.
 pub(crate) async fn stats(d: &LinuxDriver, id: &str) -> Result<ZoneStats, ZoneError> {
@@ -55,7 +55,7 @@ fn read_stats(id: &str, pid: i64) -> Result<ZoneStats, ZoneError> {
         }
         Err(e) => return Err(ZoneError::io(format!("reading /proc/{pid}/cgroup"))(e)),
     };
-    let groups = Cgroups::parse(&listing, Path::new(CGROUP_ROOT));
+    let groups = Cgroups::parse(&listing, Path::new(sdc_docker_monitor::cgroups::ROOT));
     let proc_stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let (system_cpu_ns, cpu_lines) = system_cpu(&proc_stat);
     let online_cpus = if cpu_lines > 0 {
@@ -186,58 +186,6 @@ fn read_u64(path: PathBuf) -> Option<u64> {
     read(path)?.trim().parse().ok()
 }
 
-/// The cgroup directories of one process.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Cgroups {
-    /// v1: controller name → its directory.
-    v1: BTreeMap<String, PathBuf>,
-    /// v2: the candidate directories (pure v2 mount, hybrid `unified/`).
-    v2: Vec<PathBuf>,
-}
-
-impl Cgroups {
-    /// From the text of `/proc/<pid>/cgroup`, with cgroup file systems
-    /// mounted under `root`.
-    fn parse(listing: &str, root: &Path) -> Cgroups {
-        let mut groups = Cgroups::default();
-        for line in listing.lines() {
-            let mut parts = line.splitn(3, ':');
-            let (Some(_), Some(controllers), Some(path)) =
-                (parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            let path = path.trim_start_matches('/');
-            if controllers.is_empty() {
-                groups.v2.push(root.join(path));
-                groups.v2.push(root.join("unified").join(path));
-            } else {
-                for controller in controllers.split(',') {
-                    // `name=systemd` and the like are no controllers.
-                    if controller.contains('=') {
-                        continue;
-                    }
-                    groups
-                        .v1
-                        .insert(controller.to_string(), root.join(controller).join(path));
-                }
-            }
-        }
-        groups
-    }
-
-    /// `file` of v1 `controller`, if it exists.
-    fn v1_file(&self, controller: &str, file: &str) -> Option<PathBuf> {
-        let path = self.v1.get(controller)?.join(file);
-        path.exists().then_some(path)
-    }
-
-    /// `file` of the v2 cgroup, if it exists.
-    fn v2_file(&self, file: &str) -> Option<PathBuf> {
-        self.v2.iter().map(|d| d.join(file)).find(|p| p.exists())
-    }
-}
-
 /// `key value` lines (`memory.stat`, `cpu.stat`, `cpuacct.stat`).
 fn flat_keyed(text: &str) -> BTreeMap<String, u64> {
     text.lines()
@@ -353,50 +301,6 @@ fn io_stat_v2(text: &str) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cgroup_listings_map_v1_controllers_and_the_v2_group_to_directories() {
-        let listing = "12:pids:/sdc-docker/z\n\
-                       4:cpu,cpuacct:/sdc-docker/z\n\
-                       1:name=systemd:/sdc-docker/z\n\
-                       0::/sdc-docker/z\n";
-        let groups = Cgroups::parse(listing, Path::new("/cg"));
-        assert_eq!(groups.v1["pids"], PathBuf::from("/cg/pids/sdc-docker/z"));
-        assert_eq!(groups.v1["cpu"], PathBuf::from("/cg/cpu/sdc-docker/z"));
-        assert_eq!(
-            groups.v1["cpuacct"],
-            PathBuf::from("/cg/cpuacct/sdc-docker/z")
-        );
-        assert!(!groups.v1.keys().any(|k| k.contains("systemd")));
-        assert_eq!(
-            groups.v2,
-            vec![
-                PathBuf::from("/cg/sdc-docker/z"),
-                PathBuf::from("/cg/unified/sdc-docker/z")
-            ]
-        );
-    }
-
-    #[test]
-    fn files_are_taken_from_whichever_hierarchy_has_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let v1 = dir.path().join("memory/z");
-        let v2 = dir.path().join("unified/z");
-        std::fs::create_dir_all(&v1).unwrap();
-        std::fs::create_dir_all(&v2).unwrap();
-        std::fs::write(v1.join("memory.usage_in_bytes"), "4096\n").unwrap();
-        std::fs::write(v2.join("cpu.stat"), "usage_usec 7\n").unwrap();
-        let groups = Cgroups::parse("9:memory:/z\n0::/z\n", dir.path());
-        assert_eq!(
-            groups
-                .v1_file("memory", "memory.usage_in_bytes")
-                .and_then(read_u64),
-            Some(4096)
-        );
-        assert_eq!(groups.v1_file("cpuacct", "cpuacct.usage"), None);
-        assert_eq!(groups.v2_file("cpu.stat"), Some(v2.join("cpu.stat")));
-        assert_eq!(groups.v2_file("memory.current"), None);
-    }
 
     #[test]
     fn keyed_files_limits_and_meminfo_parse_as_the_kernel_writes_them() {
