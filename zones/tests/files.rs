@@ -9,235 +9,26 @@
 //! whatever is left (runc container, monitor, rootfs mount) when a test
 //! fails half way.
 
+mod support;
+
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use sdc_docker_images::pull::pull;
-use sdc_docker_images::reference::Reference;
-use sdc_docker_images::registry::{Client, ClientConfig, Platform};
-use sdc_docker_images::store::ImageStore;
-use sdc_docker_store::Resource;
-use sdc_docker_store::model::{Container, ContainerSpec, Image};
-use sdc_docker_store::{Api, EmbeddedStore};
-use sdc_docker_testkit::{Format, Registry, busybox};
+use sdc_docker_testkit::{Format, busybox};
 use sdc_docker_zones::streams::{ByteStream, ChangeKind, ExtractOptions};
-use sdc_docker_zones::{
-    LinuxConfig, LinuxDriver, ZoneDriver, ZoneError, ZoneSpec, ZoneState, ZoneStreams, zone_spec,
-};
+use sdc_docker_zones::{ZoneDriver, ZoneError, ZoneState, ZoneStreams};
+use support::{Node, NodeBuilder, node_or_skip};
 use tokio::io::AsyncReadExt;
 
-const RUNC: &str = "/usr/bin/runc";
-const DEADLINE: Duration = Duration::from_secs(20);
 /// The memory limit of the zones' package.
 const MEMORY: u64 = 256 * 1024 * 1024;
 
-fn monitor_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let binary = exe.parent()?.parent()?.join("sdc-docker-monitor");
-    binary.is_file().then_some(binary)
-}
-
-fn missing_prerequisite() -> Option<&'static str> {
-    if !rustix::process::geteuid().is_root() {
-        return Some("not root");
-    }
-    if !Path::new(RUNC).exists() || !Path::new("/bin/busybox").exists() {
-        return Some("runc or busybox is missing");
-    }
-    if !Path::new("/usr/bin/docker-registry").exists() {
-        return Some("docker-registry is missing");
-    }
-    if monitor_binary().is_none() {
-        return Some("the monitor binary is not built: run `cargo build -p sdc-docker-monitor`");
-    }
-    None
-}
-
-macro_rules! node_or_skip {
-    () => {
-        match missing_prerequisite() {
-            Some(why) => {
-                eprintln!("skipping: {why}");
-                return;
-            }
-            None => Node::new().await,
-        }
-    };
-}
-
-/// Takes down every zone under `root` that a failed test left: the init
-/// killed, runc's container deleted, the monitor waited for (killed after
-/// 10 s), the rootfs unmounted.
-struct Cleanup {
-    zones: PathBuf,
-    runc: PathBuf,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let Ok(entries) = std::fs::read_dir(&self.zones) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let id = entry.file_name().to_string_lossy().into_owned();
-            let run = entry.path().join("run");
-            if let Ok(pid) = std::fs::read_to_string(run.join("init.pid")) {
-                let _ = Command::new("kill").args(["-9", pid.trim()]).output();
-            }
-            let _ = Command::new(RUNC)
-                .arg("--root")
-                .arg(&self.runc)
-                .args(["delete", "--force", &id])
-                .output();
-            if let Ok(pid) = std::fs::read_to_string(run.join("monitor.pid")) {
-                let proc = PathBuf::from(format!("/proc/{}", pid.trim()));
-                let ours = || {
-                    std::fs::read(proc.join("cmdline")).is_ok_and(|c| {
-                        String::from_utf8_lossy(&c).contains(&*run.to_string_lossy())
-                    })
-                };
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while ours() && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                if ours() {
-                    let _ = Command::new("kill").args(["-9", pid.trim()]).output();
-                }
-            }
-            let rootfs = entry.path().join("rootfs");
-            for _ in 0..50 {
-                let mounted = std::fs::read_to_string("/proc/self/mounts")
-                    .map(|m| m.contains(&format!(" {} ", rootfs.display())))
-                    .unwrap_or(false);
-                if !mounted {
-                    break;
-                }
-                let _ = Command::new("umount").arg("-l").arg(&rootfs).output();
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-}
-
-/// A driver on a temp root with the busybox image pulled. Fields drop in
-/// order: the zones go before the registry and the temp dir.
-struct Node {
-    _cleanup: Cleanup,
-    driver: LinuxDriver,
-    image: Image,
-    lower_dirs: Vec<PathBuf>,
-    _registry: Registry,
-    tmp: tempfile::TempDir,
-}
-
-static ZONES: AtomicU32 = AtomicU32::new(0);
-
-impl Node {
-    async fn new() -> Node {
-        let tmp = tempfile::tempdir().unwrap();
-        let registry = Registry::start().await;
-        registry
-            .push(
-                "library/busybox",
-                "latest",
-                &busybox::with_whiteout(Format::Docker),
-            )
-            .await;
-        let store = ImageStore::open(tmp.path().join("images")).unwrap();
-        let spec_store =
-            EmbeddedStore::open(&tmp.path().join("store.redb"), Default::default()).unwrap();
-        let images: Api<Image> = Api::default_account(Arc::new(spec_store));
-        let client = Client::new(ClientConfig::default()).unwrap();
-        let reference =
-            Reference::parse_normalized(&format!("{}/library/busybox", registry.host())).unwrap();
-        let image = pull(
-            &client,
-            &store,
-            &images,
-            &reference,
-            &Platform::linux_amd64(),
-            |_| {},
-        )
-        .await
-        .unwrap();
-        let lower_dirs = store.lower_dirs(&image);
-        let cleanup = Cleanup {
-            zones: tmp.path().join("zones"),
-            runc: tmp.path().join("runc"),
-        };
-        let driver = LinuxDriver::new(LinuxConfig {
-            root: tmp.path().join("zones"),
-            runtime: PathBuf::from(RUNC),
-            runtime_root: tmp.path().join("runc"),
-            monitor_binary: monitor_binary(),
-        })
-        .unwrap();
-        Node {
-            _cleanup: cleanup,
-            driver,
-            image,
-            lower_dirs,
-            _registry: registry,
-            tmp,
-        }
-    }
-
-    /// The spec of a zone running `sh -c script`, limited to [`MEMORY`].
-    fn spec(&self, script: &str) -> ZoneSpec {
-        let n = ZONES.fetch_add(1, Ordering::SeqCst);
-        let id = format!("{:08x}{:08x}{:048x}", std::process::id(), n, 0);
-        let container = Container::new(
-            &format!("files{n}"),
-            ContainerSpec {
-                id,
-                image: "busybox".to_string(),
-                cmd: ["sh", "-c", script].map(String::from).to_vec(),
-                ..Default::default()
-            },
-        );
-        let mut spec = zone_spec(&container, &self.image, None, self.lower_dirs.clone()).unwrap();
-        spec.memory_bytes = MEMORY;
-        spec
-    }
-
-    /// Creates and starts a zone running `sh -c script`.
-    async fn run(&self, script: &str) -> String {
-        let spec = self.spec(script);
-        self.driver.create(&spec).await.unwrap();
-        self.driver.start(&spec.id).await.unwrap();
-        spec.id
-    }
-
-    /// Waits until the zone's script wrote `/ready`.
-    async fn wait_ready(&self, id: &str) {
-        let deadline = Instant::now() + DEADLINE;
-        while self.driver.stat_path(id, "/ready").await.is_err() {
-            assert!(Instant::now() < deadline, "the zone never got ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn wait_stopped(&self, id: &str) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let info = self.driver.get(id).await.unwrap().unwrap();
-            if info.state == ZoneState::Stopped {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the zone did not exit");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// The zone's directory under the driver's root.
-    fn zone_dir(&self, id: &str) -> PathBuf {
-        self.tmp.path().join("zones").join(id)
-    }
+/// A node with the busybox image with whiteouts, its zones limited to
+/// [`MEMORY`].
+fn node() -> NodeBuilder {
+    Node::pulled(busybox::with_whiteout(Format::Docker)).memory(MEMORY)
 }
 
 async fn read_all(mut stream: ByteStream) -> Vec<u8> {
@@ -290,7 +81,7 @@ fn stream_of(bytes: Vec<u8>) -> ByteStream {
 #[tokio::test]
 async fn stats_of_a_running_zone_show_cpu_memory_its_limit_and_processes_and_a_stopped_one_has_none()
  {
-    let node = node_or_skip!();
+    let node = node_or_skip!(node());
     let id = node
         .run("i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; echo > /ready; sleep 100")
         .await;
@@ -319,7 +110,7 @@ async fn stats_of_a_running_zone_show_cpu_memory_its_limit_and_processes_and_a_s
         .stop(&id, "SIGKILL", Duration::from_secs(5))
         .await
         .unwrap();
-    node.wait_stopped(&id).await;
+    node.wait_for(&id, ZoneState::Stopped).await;
     let error = node.driver.stats(&id).await.unwrap_err();
     assert!(
         matches!(error, ZoneError::WrongState { op: "stats", .. }),
@@ -332,7 +123,7 @@ async fn stats_of_a_running_zone_show_cpu_memory_its_limit_and_processes_and_a_s
 
 #[tokio::test]
 async fn a_zone_that_allocates_memory_shows_more_memory_in_use() {
-    let node = node_or_skip!();
+    let node = node_or_skip!(node());
     let idle = node.run("echo > /ready; sleep 100").await;
     let hungry = node
         .run(
@@ -356,7 +147,7 @@ async fn a_zone_that_allocates_memory_shows_more_memory_in_use() {
 
 #[tokio::test]
 async fn stat_path_reports_files_directories_symlinks_and_missing_paths() {
-    let node = node_or_skip!();
+    let node = node_or_skip!(node());
     let id = node.run("echo > /ready; sleep 100").await;
     node.wait_ready(&id).await;
     let d = &node.driver;
@@ -388,7 +179,7 @@ async fn stat_path_reports_files_directories_symlinks_and_missing_paths() {
 
 #[tokio::test]
 async fn archives_of_a_file_and_of_a_directory_hold_what_the_zone_has() {
-    let node = node_or_skip!();
+    let node = node_or_skip!(node());
     let id = node
         .run("mkdir -p /srv/sub; echo one > /srv/one; echo two > /srv/sub/two; echo > /ready; sleep 100")
         .await;
@@ -430,7 +221,7 @@ async fn archives_of_a_file_and_of_a_directory_hold_what_the_zone_has() {
 
 #[tokio::test]
 async fn archives_through_symlinks_that_point_outside_stay_inside_the_zone() {
-    let node = node_or_skip!();
+    let node = node_or_skip!(node());
     let id = node
         .run(
             "busybox ln -s / /escape; busybox ln -s ../../../../ /up; \
@@ -461,7 +252,7 @@ async fn archives_through_symlinks_that_point_outside_stay_inside_the_zone() {
 
 #[tokio::test]
 async fn extracting_names_that_climb_or_are_absolute_writes_nothing_outside_the_zone() {
-    let node = node_or_skip!();
+    let node = node_or_skip!(node());
     let id = node.run("echo > /ready; sleep 100").await;
     node.wait_ready(&id).await;
     let d = &node.driver;
@@ -493,7 +284,7 @@ async fn extracting_names_that_climb_or_are_absolute_writes_nothing_outside_the_
 
 #[tokio::test]
 async fn extracting_under_a_symlink_to_the_root_lands_inside_the_zone() {
-    let node = node_or_skip!();
+    let node = node_or_skip!(node());
     let id = node
         .run("busybox ln -s / /escape; echo > /ready; sleep 100")
         .await;
@@ -553,7 +344,7 @@ async fn extracting_under_a_symlink_to_the_root_lands_inside_the_zone() {
 
 #[tokio::test]
 async fn no_overwrite_dir_non_dir_refuses_to_replace_a_directory_by_a_file_and_the_reverse() {
-    let node = node_or_skip!();
+    let node = node_or_skip!(node());
     let id = node
         .run("mkdir -p /srv/dir; echo f > /srv/file; echo > /ready; sleep 100")
         .await;
@@ -621,14 +412,14 @@ async fn no_overwrite_dir_non_dir_refuses_to_replace_a_directory_by_a_file_and_t
 
 #[tokio::test]
 async fn changes_list_what_the_zones_process_added_modified_and_deleted() {
-    let node = node_or_skip!();
+    let node = node_or_skip!(node());
     let id = node
         .run(
             "echo x > /etc/added; rm /bin/true; mkdir /root/d; touch /root/d/f; \
              busybox chmod 700 /tmp; rm -rf /var/data; mkdir /var/data; echo n > /var/data/n",
         )
         .await;
-    node.wait_stopped(&id).await;
+    node.wait_for(&id, ZoneState::Stopped).await;
     let changes = node.driver.changes(&id).await.unwrap();
     let got: Vec<(char, &str)> = changes
         .iter()
@@ -663,7 +454,7 @@ async fn changes_list_what_the_zones_process_added_modified_and_deleted() {
 
 #[tokio::test]
 async fn export_holds_the_whole_file_system_with_the_zones_new_file_and_no_proc() {
-    let node = node_or_skip!();
+    let node = node_or_skip!(node());
     let id = node.run("echo hi > /new; echo > /ready; sleep 100").await;
     node.wait_ready(&id).await;
     let tar = read_all(node.driver.export(&id).await.unwrap()).await;
@@ -689,28 +480,19 @@ async fn export_holds_the_whole_file_system_with_the_zones_new_file_and_no_proc(
 
 #[tokio::test]
 async fn paths_under_a_bind_mount_are_the_mounts_host_files_and_its_symlinks_stay_in_the_zone() {
-    let node = node_or_skip!();
+    let node = node_or_skip!(node());
     let data = node.tmp.path().join("data");
     let frozen = node.tmp.path().join("frozen");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::create_dir_all(&frozen).unwrap();
     std::fs::write(data.join("file"), "from the host\n").unwrap();
     std::os::unix::fs::symlink("/", data.join("root")).unwrap();
-    let mut spec = node.spec("echo > /ready; sleep 100");
-    spec.mounts = vec![
-        sdc_docker_zones::BindMount {
-            source: data.clone(),
-            target: "/data".to_string(),
-            read_only: false,
-        },
-        sdc_docker_zones::BindMount {
-            source: frozen.clone(),
-            target: "/data/frozen".to_string(),
-            read_only: true,
-        },
-    ];
-    node.driver.create(&spec).await.unwrap();
-    node.driver.start(&spec.id).await.unwrap();
+    let spec = node
+        .zone("echo > /ready; sleep 100")
+        .mount(&data, "/data", false)
+        .mount(&frozen, "/data/frozen", true)
+        .start()
+        .await;
     let id = spec.id.clone();
     node.wait_ready(&id).await;
     let d = &node.driver;

@@ -7,6 +7,8 @@
 //! runc, busybox or the monitor binary (`cargo build -p sdc-docker-monitor`)
 //! is missing.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -17,182 +19,74 @@ use sdc_docker_zones::{
     ImageLayers, LinuxConfig, LinuxDriver, LogSpec, ProcessSpec, ZoneDriver, ZoneError, ZoneEvent,
     ZoneInfo, ZoneSpec, ZoneState,
 };
+use support::{BUSYBOX, DEADLINE, Node, NodeBuilder, RUNC, monitor_binary, node_or_skip};
 
-const RUNC: &str = "/usr/bin/runc";
-const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: &[&str] = &[
     "sh", "echo", "sleep", "cat", "id", "hostname", "ls", "pwd", "env", "true",
 ];
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nbob:x:1000:1001::/home/bob:/bin/sh\n";
 const GROUP: &str = "root:x:0:\nbob:x:1001:\nstaff:x:50:bob\n";
-const DEADLINE: Duration = Duration::from_secs(20);
 
-/// The monitor binary cargo built next to this test's `deps/` dir.
-fn monitor_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let binary = exe.parent()?.parent()?.join("sdc-docker-monitor");
-    binary.is_file().then_some(binary)
+/// A node with an image made by hand: see [`layers`].
+fn node() -> NodeBuilder {
+    Node::layers(layers)
 }
 
-/// Why these tests cannot run here, if they cannot.
-fn missing_prerequisite() -> Option<String> {
-    if !rustix::process::geteuid().is_root() {
-        return Some("not root".to_string());
+/// The image's layer dirs under `tmp`, top first: a base with busybox and
+/// its applets, a top with `/etc/passwd`, `/etc/group` and `/etc/motd`.
+fn layers(tmp: &Path) -> Vec<PathBuf> {
+    let base = tmp.join("layers/base");
+    let top = tmp.join("layers/top");
+    for dir in [
+        "bin", "etc", "tmp", "proc", "sys", "dev", "root", "home/bob",
+    ] {
+        std::fs::create_dir_all(base.join(dir)).unwrap();
     }
-    for path in [RUNC, BUSYBOX] {
-        if !Path::new(path).exists() {
-            return Some(format!("{path} is missing"));
-        }
+    std::fs::copy(BUSYBOX, base.join("bin/busybox")).unwrap();
+    for applet in APPLETS {
+        std::os::unix::fs::symlink("busybox", base.join("bin").join(applet)).unwrap();
     }
-    if monitor_binary().is_none() {
-        return Some(
-            "the monitor binary is not built: run `cargo build -p sdc-docker-monitor`".to_string(),
-        );
-    }
-    None
+    std::fs::create_dir_all(top.join("etc")).unwrap();
+    std::fs::write(top.join("etc/passwd"), PASSWD).unwrap();
+    std::fs::write(top.join("etc/group"), GROUP).unwrap();
+    std::fs::write(top.join("etc/motd"), "from the image\n").unwrap();
+    vec![top, base]
 }
 
-macro_rules! node_or_skip {
-    () => {
-        match missing_prerequisite() {
-            Some(why) => {
-                eprintln!("skipping: {why}");
-                return;
-            }
-            None => Node::new(),
-        }
-    };
-}
-
-/// A driver on a temp root and an image made by hand.
-struct Node {
-    tmp: tempfile::TempDir,
-    driver: LinuxDriver,
-    layers: Vec<PathBuf>,
-}
-
-impl Node {
-    fn new() -> Node {
-        let tmp = tempfile::tempdir().unwrap();
-        let base = tmp.path().join("layers/base");
-        let top = tmp.path().join("layers/top");
-        for dir in [
-            "bin", "etc", "tmp", "proc", "sys", "dev", "root", "home/bob",
-        ] {
-            std::fs::create_dir_all(base.join(dir)).unwrap();
-        }
-        std::fs::copy(BUSYBOX, base.join("bin/busybox")).unwrap();
-        for applet in APPLETS {
-            std::os::unix::fs::symlink("busybox", base.join("bin").join(applet)).unwrap();
-        }
-        std::fs::create_dir_all(top.join("etc")).unwrap();
-        std::fs::write(top.join("etc/passwd"), PASSWD).unwrap();
-        std::fs::write(top.join("etc/group"), GROUP).unwrap();
-        std::fs::write(top.join("etc/motd"), "from the image\n").unwrap();
-        let driver = LinuxDriver::new(LinuxConfig {
-            root: tmp.path().join("zones"),
-            runtime: PathBuf::from(RUNC),
-            runtime_root: tmp.path().join("runc"),
-            monitor_binary: monitor_binary(),
-        })
-        .unwrap();
-        Node {
-            tmp,
-            driver,
-            layers: vec![top, base],
-        }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.tmp.path().join("zones")
-    }
-
-    /// A spec running `sh -c script`, with a fresh id.
-    fn spec(&self, script: &str) -> ZoneSpec {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let id = format!(
-            "{:08x}-0000-4000-8000-{:012x}",
-            std::process::id(),
-            u64::from(n) << 16 | u64::from(rand_suffix())
-        );
-        ZoneSpec {
-            hostname: "box1".to_string(),
-            process: ProcessSpec {
-                args: vec!["sh".to_string(), "-c".to_string(), script.to_string()],
-                env: vec!["PATH=/bin".to_string(), "HOSTNAME=box1".to_string()],
-                cwd: "/".to_string(),
-                ..Default::default()
-            },
-            image: ImageLayers {
-                id: "sha256:test".to_string(),
-                lower_dirs: self.layers.clone(),
-            },
-            labels: [("sdc-docker.name".to_string(), format!("test{n}"))].into(),
-            log: LogSpec::default(),
-            stop_signal: "SIGTERM".to_string(),
-            id,
+/// A spec running `sh -c script` on the node's image, with a fresh id.
+fn script_spec(node: &Node, script: &str) -> ZoneSpec {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let id = format!(
+        "{:08x}-0000-4000-8000-{:012x}",
+        std::process::id(),
+        u64::from(n) << 16 | u64::from(rand_suffix())
+    );
+    ZoneSpec {
+        hostname: "box1".to_string(),
+        process: ProcessSpec {
+            args: vec!["sh".to_string(), "-c".to_string(), script.to_string()],
+            env: vec!["PATH=/bin".to_string(), "HOSTNAME=box1".to_string()],
+            cwd: "/".to_string(),
             ..Default::default()
-        }
-    }
-
-    async fn get(&self, id: &str) -> ZoneInfo {
-        self.driver.get(id).await.unwrap().expect("the zone exists")
-    }
-
-    /// Waits until the zone is in `state`.
-    async fn wait_for(&self, id: &str, state: ZoneState) -> ZoneInfo {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let info = self.get(id).await;
-            if info.state == state {
-                return info;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "zone {id} still {:?}, wanted {state:?}",
-                info.state
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Runs `spec` to its end and returns its info and its output.
-    async fn run(&self, spec: &ZoneSpec) -> (ZoneInfo, String) {
-        self.driver.create(spec).await.unwrap();
-        self.driver.start(&spec.id).await.unwrap();
-        let info = self.wait_for(&spec.id, ZoneState::Stopped).await;
-        (info, self.output(&spec.id))
-    }
-
-    /// What the zone wrote to stdout and stderr (the json-file log).
-    fn output(&self, id: &str) -> String {
-        let log = ZoneDir::new(&self.root(), id).log_file();
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter_map(|v| v["log"].as_str().map(str::to_string))
-            .collect()
+        },
+        image: ImageLayers {
+            id: "sha256:test".to_string(),
+            lower_dirs: node.lower_dirs.clone(),
+        },
+        labels: [("sdc-docker.name".to_string(), format!("test{n}"))].into(),
+        log: LogSpec::default(),
+        stop_signal: "SIGTERM".to_string(),
+        id,
+        ..Default::default()
     }
 }
 
-/// A failed test leaves its zones behind: kill them and unmount their root
-/// file systems, so the temp dir can go and nothing stays mounted.
-impl Drop for Node {
-    fn drop(&mut self) {
-        let Ok(entries) = std::fs::read_dir(self.root()) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let id = entry.file_name().to_string_lossy().into_owned();
-            let _ = std::process::Command::new(RUNC)
-                .arg("--root")
-                .arg(self.tmp.path().join("runc"))
-                .args(["delete", "--force", &id])
-                .output();
-            let _ = rootfs::unmount(&ZoneDir::new(&self.root(), &id).rootfs());
-        }
-    }
+/// Runs `spec` to its end and returns its info and its output.
+async fn run_to_end(node: &Node, spec: &ZoneSpec) -> (ZoneInfo, String) {
+    node.start(spec).await;
+    let info = node.wait_for(&spec.id, ZoneState::Stopped).await;
+    (info, node.output(&spec.id))
 }
 
 fn rand_suffix() -> u16 {
@@ -205,8 +99,8 @@ fn rand_suffix() -> u16 {
 
 #[tokio::test]
 async fn create_lays_out_an_installed_zone_with_its_rootfs_mounted() {
-    let node = node_or_skip!();
-    let spec = node.spec("true");
+    let node = node_or_skip!(node());
+    let spec = script_spec(&node, "true");
     let info = node.driver.create(&spec).await.unwrap();
     assert_eq!(info.state, ZoneState::Installed);
     assert_eq!(info.labels, spec.labels);
@@ -224,8 +118,8 @@ async fn create_lays_out_an_installed_zone_with_its_rootfs_mounted() {
 
 #[tokio::test]
 async fn create_twice_returns_the_same_zone_unchanged() {
-    let node = node_or_skip!();
-    let spec = node.spec("true");
+    let node = node_or_skip!(node());
+    let spec = script_spec(&node, "true");
     let first = node.driver.create(&spec).await.unwrap();
     let mut other = spec.clone();
     other.hostname = "changed".to_string();
@@ -242,8 +136,8 @@ async fn create_twice_returns_the_same_zone_unchanged() {
 
 #[tokio::test]
 async fn a_missing_lower_dir_is_a_clear_error_and_leaves_nothing() {
-    let node = node_or_skip!();
-    let mut spec = node.spec("true");
+    let node = node_or_skip!(node());
+    let mut spec = script_spec(&node, "true");
     let gone = node.tmp.path().join("layers/gone");
     spec.image.lower_dirs.insert(0, gone.clone());
     let error = node.driver.create(&spec).await.unwrap_err();
@@ -257,8 +151,8 @@ async fn a_missing_lower_dir_is_a_clear_error_and_leaves_nothing() {
 
 #[tokio::test]
 async fn start_runs_the_zone_with_a_pid_and_start_again_changes_nothing() {
-    let node = node_or_skip!();
-    let spec = node.spec("sleep 1000");
+    let node = node_or_skip!(node());
+    let spec = script_spec(&node, "sleep 1000");
     node.driver.create(&spec).await.unwrap();
     let info = node.driver.start(&spec.id).await.unwrap();
     assert_eq!(info.state, ZoneState::Running);
@@ -273,9 +167,9 @@ async fn start_runs_the_zone_with_a_pid_and_start_again_changes_nothing() {
 
 #[tokio::test]
 async fn a_process_exiting_3_leaves_the_zone_stopped_with_exit_code_3() {
-    let node = node_or_skip!();
-    let spec = node.spec("echo bye; exit 3");
-    let (info, output) = node.run(&spec).await;
+    let node = node_or_skip!(node());
+    let spec = script_spec(&node, "echo bye; exit 3");
+    let (info, output) = run_to_end(&node, &spec).await;
     assert_eq!(info.exit_code, Some(3));
     assert!(info.finished_at >= info.started_at && info.finished_at.is_some());
     assert!(!info.oom_killed);
@@ -286,8 +180,8 @@ async fn a_process_exiting_3_leaves_the_zone_stopped_with_exit_code_3() {
 
 #[tokio::test]
 async fn a_zones_exit_is_reported_as_an_event_once_its_status_is_recorded() {
-    let node = node_or_skip!();
-    let spec = node.spec("sleep 0.3; exit 4");
+    let node = node_or_skip!(node());
+    let spec = script_spec(&node, "sleep 0.3; exit 4");
     let mut events = node.driver.events();
     node.driver.create(&spec).await.unwrap();
     node.driver.start(&spec.id).await.unwrap();
@@ -310,9 +204,12 @@ async fn a_zones_exit_is_reported_as_an_event_once_its_status_is_recorded() {
 
 #[tokio::test]
 async fn a_stopped_zone_starts_again_and_records_its_new_exit() {
-    let node = node_or_skip!();
-    let spec = node.spec("echo run >> /runs; n=$(cat /runs | wc -l 2>/dev/null); exit 4");
-    let (first, _) = node.run(&spec).await;
+    let node = node_or_skip!(node());
+    let spec = script_spec(
+        &node,
+        "echo run >> /runs; n=$(cat /runs | wc -l 2>/dev/null); exit 4",
+    );
+    let (first, _) = run_to_end(&node, &spec).await;
     assert_eq!(first.exit_code, Some(4));
     let info = node.driver.start(&spec.id).await.unwrap();
     assert!(info.started_at > first.started_at);
@@ -330,8 +227,8 @@ async fn a_stopped_zone_starts_again_and_records_its_new_exit() {
 
 #[tokio::test]
 async fn stop_escalates_to_sigkill_when_the_zone_ignores_sigterm() {
-    let node = node_or_skip!();
-    let spec = node.spec("trap '' TERM; sleep 1000");
+    let node = node_or_skip!(node());
+    let spec = script_spec(&node, "trap '' TERM; sleep 1000");
     node.driver.create(&spec).await.unwrap();
     node.driver.start(&spec.id).await.unwrap();
     let began = Instant::now();
@@ -354,8 +251,8 @@ async fn stop_escalates_to_sigkill_when_the_zone_ignores_sigterm() {
 
 #[tokio::test]
 async fn stop_returns_as_soon_as_the_zone_exits_on_its_stop_signal() {
-    let node = node_or_skip!();
-    let mut spec = node.spec("trap 'exit 0' USR1; while true; do sleep 0.1; done");
+    let node = node_or_skip!(node());
+    let mut spec = script_spec(&node, "trap 'exit 0' USR1; while true; do sleep 0.1; done");
     spec.stop_signal = "USR1".to_string();
     node.driver.create(&spec).await.unwrap();
     node.driver.start(&spec.id).await.unwrap();
@@ -372,8 +269,8 @@ async fn stop_returns_as_soon_as_the_zone_exits_on_its_stop_signal() {
 
 #[tokio::test]
 async fn kill_accepts_dockers_signal_spellings_and_refuses_others() {
-    let node = node_or_skip!();
-    let spec = node.spec("trap 'exit 7' HUP; while true; do sleep 0.1; done");
+    let node = node_or_skip!(node());
+    let spec = script_spec(&node, "trap 'exit 7' HUP; while true; do sleep 0.1; done");
     node.driver.create(&spec).await.unwrap();
     node.driver.start(&spec.id).await.unwrap();
     let error = node.driver.kill(&spec.id, "FOO").await.unwrap_err();
@@ -390,8 +287,8 @@ async fn kill_accepts_dockers_signal_spellings_and_refuses_others() {
 
 #[tokio::test]
 async fn pause_freezes_the_zone_and_unpause_thaws_it() {
-    let node = node_or_skip!();
-    let spec = node.spec("sleep 1000");
+    let node = node_or_skip!(node());
+    let spec = script_spec(&node, "sleep 1000");
     node.driver.create(&spec).await.unwrap();
     node.driver.start(&spec.id).await.unwrap();
     node.driver.pause(&spec.id).await.unwrap();
@@ -406,11 +303,14 @@ async fn pause_freezes_the_zone_and_unpause_thaws_it() {
 
 #[tokio::test]
 async fn hostname_and_etc_files_inside_are_the_specs() {
-    let node = node_or_skip!();
-    let mut spec = node.spec("hostname; cat /etc/hostname; cat /etc/hosts; cat /etc/resolv.conf");
+    let node = node_or_skip!(node());
+    let mut spec = script_spec(
+        &node,
+        "hostname; cat /etc/hostname; cat /etc/hosts; cat /etc/resolv.conf",
+    );
     spec.extra_hosts = vec![("db".to_string(), "10.9.8.7".to_string())];
     spec.dns = vec!["10.0.0.53".to_string()];
-    let (info, output) = node.run(&spec).await;
+    let (info, output) = run_to_end(&node, &spec).await;
     assert_eq!(info.exit_code, Some(0), "{output}");
     let mut lines = output.lines();
     assert_eq!(lines.next(), Some("box1"));
@@ -424,12 +324,12 @@ async fn hostname_and_etc_files_inside_are_the_specs() {
 
 #[tokio::test]
 async fn env_cwd_and_a_user_named_in_the_images_passwd_are_applied() {
-    let node = node_or_skip!();
-    let mut spec = node.spec("id -u; id -g; id -G; pwd; echo $GREETING");
+    let node = node_or_skip!(node());
+    let mut spec = script_spec(&node, "id -u; id -g; id -G; pwd; echo $GREETING");
     spec.process.user = "bob".to_string();
     spec.process.cwd = "/tmp".to_string();
     spec.process.env.push("GREETING=hello".to_string());
-    let (info, output) = node.run(&spec).await;
+    let (info, output) = run_to_end(&node, &spec).await;
     assert_eq!(info.exit_code, Some(0), "{output}");
     assert_eq!(output, "1000\n1001\n1001 50\n/tmp\nhello\n");
     node.driver.delete(&spec.id).await.unwrap();
@@ -437,14 +337,14 @@ async fn env_cwd_and_a_user_named_in_the_images_passwd_are_applied() {
 
 #[tokio::test]
 async fn numeric_users_need_no_passwd_entry_and_unknown_names_are_refused() {
-    let node = node_or_skip!();
-    let mut spec = node.spec("id -u; id -g");
+    let node = node_or_skip!(node());
+    let mut spec = script_spec(&node, "id -u; id -g");
     spec.process.user = "4242:4343".to_string();
-    let (info, output) = node.run(&spec).await;
+    let (info, output) = run_to_end(&node, &spec).await;
     assert_eq!((info.exit_code, output.as_str()), (Some(0), "4242\n4343\n"));
     node.driver.delete(&spec.id).await.unwrap();
 
-    let mut spec = node.spec("true");
+    let mut spec = script_spec(&node, "true");
     spec.process.user = "nobody".to_string();
     let error = node.driver.create(&spec).await.unwrap_err();
     assert!(
@@ -456,8 +356,11 @@ async fn numeric_users_need_no_passwd_entry_and_unknown_names_are_refused() {
 
 #[tokio::test]
 async fn the_memory_limit_is_set_on_the_zones_cgroup() {
-    let node = node_or_skip!();
-    let mut spec = node.spec("cat /sys/fs/cgroup/memory/memory.limit_in_bytes; sleep 1000");
+    let node = node_or_skip!(node());
+    let mut spec = script_spec(
+        &node,
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; sleep 1000",
+    );
     spec.memory_bytes = 64 << 20;
     spec.cpu_shares = 256;
     node.driver.create(&spec).await.unwrap();
@@ -481,9 +384,9 @@ async fn the_memory_limit_is_set_on_the_zones_cgroup() {
 
 #[tokio::test]
 async fn writes_go_to_the_zones_upper_dir_never_to_the_image() {
-    let node = node_or_skip!();
-    let spec = node.spec("echo mine > /etc/motd; echo new > /new");
-    let (info, output) = node.run(&spec).await;
+    let node = node_or_skip!(node());
+    let spec = script_spec(&node, "echo mine > /etc/motd; echo new > /new");
+    let (info, output) = run_to_end(&node, &spec).await;
     assert_eq!(info.exit_code, Some(0), "{output}");
     let upper = ZoneDir::new(&node.root(), &spec.id).upper();
     assert_eq!(std::fs::read_to_string(upper.join("new")).unwrap(), "new\n");
@@ -492,18 +395,18 @@ async fn writes_go_to_the_zones_upper_dir_never_to_the_image() {
         "mine\n"
     );
     assert_eq!(
-        std::fs::read_to_string(node.layers[0].join("etc/motd")).unwrap(),
+        std::fs::read_to_string(node.lower_dirs[0].join("etc/motd")).unwrap(),
         "from the image\n"
     );
-    assert!(!node.layers[0].join("new").exists());
-    assert!(!node.layers[1].join("new").exists());
+    assert!(!node.lower_dirs[0].join("new").exists());
+    assert!(!node.lower_dirs[1].join("new").exists());
     node.driver.delete(&spec.id).await.unwrap();
 }
 
 #[tokio::test]
 async fn delete_kills_unmounts_and_removes_everything_and_twice_is_fine() {
-    let node = node_or_skip!();
-    let spec = node.spec("sleep 1000");
+    let node = node_or_skip!(node());
+    let spec = script_spec(&node, "sleep 1000");
     node.driver.create(&spec).await.unwrap();
     let info = node.driver.start(&spec.id).await.unwrap();
     let pid = info.pid.unwrap();
@@ -514,7 +417,7 @@ async fn delete_kills_unmounts_and_removes_everything_and_twice_is_fine() {
     assert!(!dir.path().exists());
     assert!(!Path::new(&format!("/sys/fs/cgroup/memory/sdc-docker/{}", spec.id)).exists());
     assert!(
-        node.layers[1].join("bin/busybox").is_file(),
+        node.lower_dirs[1].join("bin/busybox").is_file(),
         "the image is intact"
     );
     node.driver.delete(&spec.id).await.unwrap();
@@ -524,8 +427,8 @@ async fn delete_kills_unmounts_and_removes_everything_and_twice_is_fine() {
 
 #[tokio::test]
 async fn a_half_deleted_zone_is_still_listed_and_delete_finishes_it() {
-    let node = node_or_skip!();
-    let spec = node.spec("true");
+    let node = node_or_skip!(node());
+    let spec = script_spec(&node, "true");
     node.driver.create(&spec).await.unwrap();
     let dir = ZoneDir::new(&node.root(), &spec.id);
     // As if the daemon died in the middle of removing the files.
@@ -539,8 +442,8 @@ async fn a_half_deleted_zone_is_still_listed_and_delete_finishes_it() {
 
 #[tokio::test]
 async fn a_configured_zone_is_completed_by_create_and_started_after_a_reboot_unmounted_it() {
-    let node = node_or_skip!();
-    let spec = node.spec("cat /etc/motd");
+    let node = node_or_skip!(node());
+    let spec = script_spec(&node, "cat /etc/motd");
     node.driver.create(&spec).await.unwrap();
     let dir = ZoneDir::new(&node.root(), &spec.id);
     std::fs::remove_file(dir.config()).unwrap();
@@ -558,8 +461,8 @@ async fn a_configured_zone_is_completed_by_create_and_started_after_a_reboot_unm
 
 #[tokio::test]
 async fn a_new_driver_on_the_same_root_finds_running_zones_with_their_labels() {
-    let node = node_or_skip!();
-    let spec = node.spec("sleep 1000");
+    let node = node_or_skip!(node());
+    let spec = script_spec(&node, "sleep 1000");
     node.driver.create(&spec).await.unwrap();
     let running = node.driver.start(&spec.id).await.unwrap();
     let restarted = LinuxDriver::new(LinuxConfig {
@@ -585,8 +488,8 @@ async fn a_new_driver_on_the_same_root_finds_running_zones_with_their_labels() {
 
 #[tokio::test]
 async fn a_command_the_runtime_cannot_run_fails_start_with_its_message() {
-    let node = node_or_skip!();
-    let mut spec = node.spec("");
+    let node = node_or_skip!(node());
+    let mut spec = script_spec(&node, "");
     spec.process.args = vec!["/no/such/program".to_string()];
     node.driver.create(&spec).await.unwrap();
     let error = node.driver.start(&spec.id).await.unwrap_err();
@@ -600,8 +503,8 @@ async fn a_command_the_runtime_cannot_run_fails_start_with_its_message() {
 
 #[tokio::test]
 async fn a_zone_whose_monitor_died_is_still_seen_running_then_stopped_without_an_exit_code() {
-    let node = node_or_skip!();
-    let spec = node.spec("sleep 1000");
+    let node = node_or_skip!(node());
+    let spec = script_spec(&node, "sleep 1000");
     node.driver.create(&spec).await.unwrap();
     let running = node.driver.start(&spec.id).await.unwrap();
     let run = node.driver.monitor_dir(&spec.id).unwrap();

@@ -5,221 +5,36 @@
 //! root, runc, busybox, `docker-registry` and the monitor binary (`cargo
 //! build -p sdc-docker-monitor`); skips otherwise.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use sdc_docker_images::pull::pull;
-use sdc_docker_images::reference::Reference;
-use sdc_docker_images::registry::{Client, ClientConfig, Platform};
-use sdc_docker_images::store::ImageStore;
-use sdc_docker_store::Resource;
-use sdc_docker_store::model::{Container, ContainerSpec, Image};
-use sdc_docker_store::{Api, EmbeddedStore};
-use sdc_docker_testkit::{Format, Registry, busybox};
+use sdc_docker_testkit::{Format, busybox};
 use sdc_docker_zones::streams::{
-    AttachOptions, ExecSpec, LogEntry, LogOptions, Output, StdStream, ZoneStreams,
+    AttachOptions, ExecSpec, LogEntry, LogOptions, Output, OutputChunk, StdStream, ZoneStreams,
 };
-use sdc_docker_zones::{
-    LinuxConfig, LinuxDriver, ZoneDriver, ZoneError, ZoneInfo, ZoneSpec, ZoneState, zone_spec,
-};
+use sdc_docker_zones::{ZoneDriver, ZoneError, ZoneSpec, ZoneState};
+use support::{DEADLINE, Node, NodeBuilder, node_or_skip};
 use tokio::io::AsyncWriteExt;
 
-const RUNC: &str = "/usr/bin/runc";
-const DEADLINE: Duration = Duration::from_secs(20);
-
-fn monitor_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let binary = exe.parent()?.parent()?.join("sdc-docker-monitor");
-    binary.is_file().then_some(binary)
+/// A node with the layered busybox image.
+fn node() -> NodeBuilder {
+    Node::pulled(busybox::layered(Format::Docker))
 }
 
-fn missing_prerequisite() -> Option<&'static str> {
-    if !rustix::process::geteuid().is_root() {
-        return Some("not root");
-    }
-    if !Path::new(RUNC).exists() || !Path::new("/bin/busybox").exists() {
-        return Some("runc or busybox is missing");
-    }
-    if !Path::new("/usr/bin/docker-registry").exists() {
-        return Some("docker-registry is missing");
-    }
-    if monitor_binary().is_none() {
-        return Some("the monitor binary is not built: run `cargo build -p sdc-docker-monitor`");
-    }
-    None
+/// A running zone that sleeps, with `env`.
+async fn sleeper(node: &Node, env: &[&str]) -> ZoneSpec {
+    node.zone("sleep 1000").env(env).start().await
 }
 
-macro_rules! node_or_skip {
-    () => {
-        match missing_prerequisite() {
-            Some(why) => {
-                eprintln!("skipping: {why}");
-                return;
-            }
-            None => Node::new().await,
-        }
-    };
-}
-
-/// A pulled busybox image and a driver with its own root and runc root,
-/// in one temp dir. Dropping it takes down every zone left under its root.
-struct Node {
-    tmp: tempfile::TempDir,
-    image: Image,
-    lower_dirs: Vec<PathBuf>,
-    driver: LinuxDriver,
-}
-
-impl Node {
-    async fn new() -> Node {
-        let tmp = tempfile::tempdir().unwrap();
-        let registry = Registry::start().await;
-        registry
-            .push(
-                "library/busybox",
-                "latest",
-                &busybox::layered(Format::Docker),
-            )
-            .await;
-        let store = ImageStore::open(tmp.path().join("images")).unwrap();
-        let spec_store =
-            EmbeddedStore::open(&tmp.path().join("store.redb"), Default::default()).unwrap();
-        let images: Api<Image> = Api::default_account(Arc::new(spec_store));
-        let client = Client::new(ClientConfig::default()).unwrap();
-        let reference =
-            Reference::parse_normalized(&format!("{}/library/busybox", registry.host())).unwrap();
-        let image = pull(
-            &client,
-            &store,
-            &images,
-            &reference,
-            &Platform::linux_amd64(),
-            |_| {},
-        )
-        .await
-        .unwrap();
-        let lower_dirs = store.lower_dirs(&image);
-        let driver = LinuxDriver::new(LinuxConfig {
-            root: tmp.path().join("zones"),
-            runtime: PathBuf::from(RUNC),
-            runtime_root: tmp.path().join("runc"),
-            monitor_binary: monitor_binary(),
-        })
-        .unwrap();
-        Node {
-            tmp,
-            image,
-            lower_dirs,
-            driver,
-        }
-    }
-
-    /// The zone spec of a container running `sh -c script`, with a fresh id.
-    fn spec(&self, script: &str, env: &[&str]) -> ZoneSpec {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
-        let id = format!("{:08x}{n:08x}{nanos:016x}{:032x}", std::process::id(), 0);
-        let container = Container::new(
-            &format!("streams{n}"),
-            ContainerSpec {
-                id,
-                image: "busybox".to_string(),
-                cmd: ["sh", "-c", script].map(String::from).to_vec(),
-                env: env.iter().map(|e| e.to_string()).collect(),
-                ..Default::default()
-            },
-        );
-        zone_spec(&container, &self.image, None, self.lower_dirs.clone()).unwrap()
-    }
-
-    /// Creates and starts `spec`.
-    async fn start(&self, spec: &ZoneSpec) {
-        self.driver.create(spec).await.unwrap();
-        self.driver.start(&spec.id).await.unwrap();
-    }
-
-    async fn wait_for(&self, id: &str, state: ZoneState) -> ZoneInfo {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let info = self.driver.get(id).await.unwrap().expect("the zone exists");
-            if info.state == state {
-                return info;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "zone {id} still {:?}, wanted {state:?}",
-                info.state
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// A running zone that sleeps, with `env`.
-    async fn sleeper(&self, env: &[&str]) -> ZoneSpec {
-        let spec = self.spec("sleep 1000", env);
-        self.start(&spec).await;
-        spec
-    }
-
-    async fn logs(&self, id: &str, options: LogOptions) -> Vec<LogEntry> {
-        let stream = self.driver.logs(id, options).await.unwrap();
-        tokio::time::timeout(DEADLINE, stream.map(|e| e.unwrap()).collect::<Vec<_>>())
-            .await
-            .expect("the log ends")
-    }
-
-    /// Deletes every zone through the driver (the guard is for failures).
-    async fn delete_all(&self) {
-        for info in self.driver.list().await.unwrap() {
-            self.driver.delete(&info.id).await.unwrap();
-        }
-    }
-}
-
-/// A failed test leaves its zones behind: kill them, wait for their
-/// monitors, and unmount their root file systems.
-impl Drop for Node {
-    fn drop(&mut self) {
-        let Ok(entries) = std::fs::read_dir(self.tmp.path().join("zones")) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let id = entry.file_name().to_string_lossy().into_owned();
-            let run = entry.path().join("run");
-            let _ = std::process::Command::new(RUNC)
-                .arg("--root")
-                .arg(self.tmp.path().join("runc"))
-                .args(["delete", "--force", &id])
-                .output();
-            if let Ok(pid) = std::fs::read_to_string(run.join("monitor.pid")) {
-                let proc = PathBuf::from(format!("/proc/{}", pid.trim()));
-                let ours = || {
-                    std::fs::read(proc.join("cmdline")).is_ok_and(|c| {
-                        String::from_utf8_lossy(&c).contains(&*run.to_string_lossy())
-                    })
-                };
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while ours() && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                if ours() {
-                    let _ = std::process::Command::new("kill")
-                        .args(["-9", pid.trim()])
-                        .output();
-                }
-            }
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(entry.path().join("rootfs"))
-                .output();
-        }
+/// Adds the chunk's text to `stdout` or `stderr`, as its stream says.
+fn append(chunk: &OutputChunk, stdout: &mut String, stderr: &mut String) {
+    let text = String::from_utf8_lossy(&chunk.data);
+    match chunk.stream {
+        StdStream::Stdout => stdout.push_str(&text),
+        StdStream::Stderr => stderr.push_str(&text),
     }
 }
 
@@ -237,12 +52,7 @@ async fn read_until(
         let Some(chunk) = chunk else {
             panic!("the output ended; so far {stdout:?} / {stderr:?}");
         };
-        let chunk = chunk.unwrap();
-        let text = String::from_utf8_lossy(&chunk.data);
-        match chunk.stream {
-            StdStream::Stdout => stdout.push_str(&text),
-            StdStream::Stderr => stderr.push_str(&text),
-        }
+        append(&chunk.unwrap(), &mut stdout, &mut stderr);
     }
     (stdout, stderr)
 }
@@ -252,12 +62,7 @@ async fn read_to_end(output: &mut Output) -> (String, String) {
     let (mut stdout, mut stderr) = (String::new(), String::new());
     let all = tokio::time::timeout(DEADLINE, async {
         while let Some(chunk) = output.next().await {
-            let chunk = chunk.unwrap();
-            let text = String::from_utf8_lossy(&chunk.data).into_owned();
-            match chunk.stream {
-                StdStream::Stdout => stdout.push_str(&text),
-                StdStream::Stderr => stderr.push_str(&text),
-            }
+            append(&chunk.unwrap(), &mut stdout, &mut stderr);
         }
     })
     .await;
@@ -275,6 +80,14 @@ fn exec(args: &[&str]) -> ExecSpec {
     }
 }
 
+/// Log options that select stdout.
+fn stdout_only() -> LogOptions {
+    LogOptions {
+        stdout: true,
+        ..Default::default()
+    }
+}
+
 fn texts(entries: &[LogEntry]) -> Vec<String> {
     entries
         .iter()
@@ -284,10 +97,12 @@ fn texts(entries: &[LogEntry]) -> Vec<String> {
 
 #[tokio::test]
 async fn attach_receives_stdout_and_stderr_apart_and_sends_stdin_the_process_echoes() {
-    let node = node_or_skip!();
-    let mut spec = node.spec("read x; echo \"out $x\"; echo \"err $x\" >&2; cat", &[]);
-    spec.process.open_stdin = true;
-    node.start(&spec).await;
+    let node = node_or_skip!(node());
+    let spec = node
+        .zone("read x; echo \"out $x\"; echo \"err $x\" >&2; cat")
+        .open_stdin()
+        .start()
+        .await;
     let session = node
         .driver
         .attach(
@@ -328,8 +143,8 @@ async fn attach_receives_stdout_and_stderr_apart_and_sends_stdin_the_process_ech
 
 #[tokio::test]
 async fn attach_to_a_stopped_zone_is_wrong_state_and_to_an_unknown_one_not_found() {
-    let node = node_or_skip!();
-    let spec = node.spec("true", &[]);
+    let node = node_or_skip!(node());
+    let spec = node.spec("true");
     node.start(&spec).await;
     node.wait_for(&spec.id, ZoneState::Stopped).await;
     let options = AttachOptions {
@@ -362,8 +177,8 @@ async fn attach_to_a_stopped_zone_is_wrong_state_and_to_an_unknown_one_not_found
 
 #[tokio::test]
 async fn resizing_a_running_zone_without_a_tty_is_a_bad_request() {
-    let node = node_or_skip!();
-    let spec = node.sleeper(&[]).await;
+    let node = node_or_skip!(node());
+    let spec = sleeper(&node, &[]).await;
     let err = node.driver.resize(&spec.id, 40, 100).await.err().unwrap();
     assert!(
         matches!(&err, ZoneError::BadRequest(m) if m.contains("no tty")),
@@ -374,11 +189,13 @@ async fn resizing_a_running_zone_without_a_tty_is_a_bad_request() {
 
 #[tokio::test]
 async fn a_tty_zones_pty_takes_the_size_resize_sets() {
-    let node = node_or_skip!();
-    let mut spec = node.spec("read x; busybox stty size; sleep 1000", &[]);
-    spec.process.tty = true;
-    spec.process.open_stdin = true;
-    node.start(&spec).await;
+    let node = node_or_skip!(node());
+    let spec = node
+        .zone("read x; busybox stty size; sleep 1000")
+        .tty()
+        .open_stdin()
+        .start()
+        .await;
     node.driver.resize(&spec.id, 33, 77).await.unwrap();
     let session = node
         .driver
@@ -404,8 +221,8 @@ async fn a_tty_zones_pty_takes_the_size_resize_sets() {
 
 #[tokio::test]
 async fn exec_splits_the_output_by_stream_and_reports_the_exit_code() {
-    let node = node_or_skip!();
-    let spec = node.sleeper(&[]).await;
+    let node = node_or_skip!(node());
+    let spec = sleeper(&node, &[]).await;
     let mut process = node
         .driver
         .exec(
@@ -433,8 +250,8 @@ async fn exec_splits_the_output_by_stream_and_reports_the_exit_code() {
 
 #[tokio::test]
 async fn exec_of_a_missing_binary_exits_127_with_runcs_message_on_stderr() {
-    let node = node_or_skip!();
-    let spec = node.sleeper(&[]).await;
+    let node = node_or_skip!(node());
+    let spec = sleeper(&node, &[]).await;
     let mut process = node.driver.exec(&spec.id, &exec(&["nope"])).await.unwrap();
     assert_eq!(process.pid, None);
     let (stdout, stderr) = read_to_end(&mut process.session.output).await;
@@ -457,8 +274,8 @@ async fn exec_of_a_missing_binary_exits_127_with_runcs_message_on_stderr() {
 
 #[tokio::test]
 async fn exec_with_a_tty_gets_a_pty_that_resize_sizes() {
-    let node = node_or_skip!();
-    let spec = node.sleeper(&[]).await;
+    let node = node_or_skip!(node());
+    let spec = sleeper(&node, &[]).await;
     let mut shell = exec(&[
         "sh",
         "-c",
@@ -483,8 +300,8 @@ async fn exec_with_a_tty_gets_a_pty_that_resize_sizes() {
 
 #[tokio::test]
 async fn exec_honours_env_user_and_workdir_over_the_zones() {
-    let node = node_or_skip!();
-    let spec = node.sleeper(&["X=zone", "Y=kept"]).await;
+    let node = node_or_skip!(node());
+    let spec = sleeper(&node, &["X=zone", "Y=kept"]).await;
     let mut spec_exec = exec(&["sh", "-c", "id -u; id -g; pwd; echo $X $Y $Z"]);
     spec_exec.env = vec!["X=exec".to_string(), "Z=added".to_string()];
     spec_exec.user = "1000:1001".to_string();
@@ -508,8 +325,8 @@ async fn exec_honours_env_user_and_workdir_over_the_zones() {
 
 #[tokio::test]
 async fn exec_stdin_reaches_the_process_and_closing_it_ends_the_process() {
-    let node = node_or_skip!();
-    let spec = node.sleeper(&[]).await;
+    let node = node_or_skip!(node());
+    let spec = sleeper(&node, &[]).await;
     let mut cat = exec(&["cat"]);
     cat.stdin = true;
     let mut process = node.driver.exec(&spec.id, &cat).await.unwrap();
@@ -526,8 +343,8 @@ async fn exec_stdin_reaches_the_process_and_closing_it_ends_the_process() {
 
 #[tokio::test]
 async fn exec_privileged_gets_every_capability() {
-    let node = node_or_skip!();
-    let spec = node.sleeper(&[]).await;
+    let node = node_or_skip!(node());
+    let spec = sleeper(&node, &[]).await;
     let caps = ["busybox", "grep", "CapEff", "/proc/self/status"];
     let mut plain = node.driver.exec(&spec.id, &exec(&caps)).await.unwrap();
     let (plain_caps, _) = read_to_end(&mut plain.session.output).await;
@@ -549,17 +366,12 @@ async fn exec_privileged_gets_every_capability() {
 
 #[tokio::test]
 async fn logs_select_by_stream_tail_since_and_until() {
-    let node = node_or_skip!();
-    let spec = node.spec(
-        "echo o1; echo e1 >&2; sleep 1; echo o2; echo e2 >&2; echo o3; echo -n partial",
-        &[],
-    );
+    let node = node_or_skip!(node());
+    let spec =
+        node.spec("echo o1; echo e1 >&2; sleep 1; echo o2; echo e2 >&2; echo o3; echo -n partial");
     node.start(&spec).await;
     node.wait_for(&spec.id, ZoneState::Stopped).await;
-    let stdout = LogOptions {
-        stdout: true,
-        ..Default::default()
-    };
+    let stdout = stdout_only();
     let all = node.logs(&spec.id, stdout.clone()).await;
     assert_eq!(texts(&all), ["o1\n", "o2\n", "o3\n", "partial"]);
     assert!(all.iter().all(|e| e.stream == StdStream::Stdout));
@@ -623,8 +435,8 @@ async fn logs_select_by_stream_tail_since_and_until() {
 
 #[tokio::test]
 async fn logs_follow_sees_lines_appended_later_and_ends_when_the_zone_exits() {
-    let node = node_or_skip!();
-    let spec = node.spec("echo first; sleep 2; echo second; echo third >&2", &[]);
+    let node = node_or_skip!(node());
+    let spec = node.spec("echo first; sleep 2; echo second; echo third >&2");
     node.start(&spec).await;
     let mut stream = node
         .driver
@@ -658,19 +470,12 @@ async fn logs_follow_sees_lines_appended_later_and_ends_when_the_zone_exits() {
     assert_eq!(info.state, ZoneState::Stopped);
 
     // Deleting a zone ends its followers.
-    let spec = node.sleeper(&[]).await;
-    let stream = node
-        .driver
-        .logs(
-            &spec.id,
-            LogOptions {
-                stdout: true,
-                follow: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let spec = sleeper(&node, &[]).await;
+    let follow = LogOptions {
+        follow: true,
+        ..stdout_only()
+    };
+    let stream = node.driver.logs(&spec.id, follow).await.unwrap();
     node.driver.delete(&spec.id).await.unwrap();
     let ended = tokio::time::timeout(DEADLINE, stream.collect::<Vec<_>>()).await;
     assert!(ended.is_ok(), "a deleted zone's log did not end");
@@ -679,28 +484,15 @@ async fn logs_follow_sees_lines_appended_later_and_ends_when_the_zone_exits() {
 
 #[tokio::test]
 async fn logs_read_across_rotated_files_in_order_also_while_following() {
-    let node = node_or_skip!();
+    let node = node_or_skip!(node());
     let lines: Vec<String> = (1..=30).map(|i| format!("line{i}")).collect();
     let script = format!("sleep 1; for i in {}; do echo $i; done", lines.join(" "));
-    let mut spec = node.spec(&script, &[]);
-    spec.log.max_size = Some(300);
-    spec.log.max_files = 30;
-    node.start(&spec).await;
-    let follow = node
-        .driver
-        .logs(
-            &spec.id,
-            LogOptions {
-                stdout: true,
-                follow: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let followed = tokio::time::timeout(DEADLINE, follow.map(|e| e.unwrap()).collect::<Vec<_>>())
-        .await
-        .expect("the follow ends");
+    let spec = node.zone(&script).log_max_size(300, 30).start().await;
+    let follow = LogOptions {
+        follow: true,
+        ..stdout_only()
+    };
+    let followed = node.logs(&spec.id, follow).await;
     let want: Vec<String> = lines.iter().map(|l| format!("{l}\n")).collect();
     assert_eq!(texts(&followed), want);
     node.wait_for(&spec.id, ZoneState::Stopped).await;
@@ -709,10 +501,7 @@ async fn logs_read_across_rotated_files_in_order_also_while_following() {
     let mut rotated = PathBuf::from(log.as_os_str().to_owned());
     rotated.as_mut_os_string().push(".3");
     assert!(rotated.exists(), "the log rotated at least three times");
-    let options = LogOptions {
-        stdout: true,
-        ..Default::default()
-    };
+    let options = stdout_only();
     assert_eq!(texts(&node.logs(&spec.id, options.clone()).await), want);
     let tail = LogOptions {
         tail: Some(4),
@@ -724,19 +513,12 @@ async fn logs_read_across_rotated_files_in_order_also_while_following() {
 
 #[tokio::test]
 async fn logs_of_a_zone_whose_log_driver_is_none_cannot_be_read() {
-    let node = node_or_skip!();
-    let mut spec = node.spec("true", &[]);
-    spec.log.driver = "none".to_string();
+    let node = node_or_skip!(node());
+    let spec = node.zone("true").log_driver("none").spec();
     node.driver.create(&spec).await.unwrap();
     let err = node
         .driver
-        .logs(
-            &spec.id,
-            LogOptions {
-                stdout: true,
-                ..Default::default()
-            },
-        )
+        .logs(&spec.id, stdout_only())
         .await
         .err()
         .unwrap();
@@ -776,8 +558,8 @@ fn zombie_children() -> Vec<String> {
 
 #[tokio::test]
 async fn a_dropped_exec_is_reaped_and_leaves_no_files_behind() {
-    let node = node_or_skip!();
-    let spec = node.sleeper(&[]).await;
+    let node = node_or_skip!(node());
+    let spec = sleeper(&node, &[]).await;
     let mut pids = Vec::new();
     for tty in [false, true] {
         let mut short = exec(&["sleep", "1"]);
