@@ -36,6 +36,7 @@
 //!
 //! `cargo bench --bench zones` prints a Markdown table for
 //! docs/performance.md; `bash scripts/bench-zones.sh` installs dockerd
+//! and builds the static monitor serve.sh deploys (`SDC_BENCH_MONITOR`)
 //! first. Skipped (exit 0) unless run as root with runc and dockerd. Under
 //! `cargo test` (no `--bench`): 2 containers, as a smoke test of the bench.
 //!
@@ -379,8 +380,16 @@ fn running_count(server: &Server) -> usize {
 }
 
 /// A fresh server with `reference` pulled through its unix socket.
+/// A fresh server with `reference` pulled, running the monitor binary
+/// `SDC_BENCH_MONITOR` names (bench-zones.sh: the static one serve.sh
+/// deploys), else the one beside the server's binary.
 async fn server_with(reference: &str) -> Server {
-    let server = Server::start("embedded").await;
+    let server = match std::env::var("SDC_BENCH_MONITOR") {
+        Ok(monitor) if !monitor.is_empty() => {
+            Server::start_with("embedded", &["--monitor", &monitor]).await
+        }
+        _ => Server::start("embedded").await,
+    };
     let host = format!("unix://{}", server.docker_socket.display());
     let pulled = docker_at(&host, server.dir(), &["pull", "-q", reference]);
     assert!(pulled.ok, "pull through sdc-docker: {pulled:?}");

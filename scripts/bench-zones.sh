@@ -20,7 +20,7 @@ bash scripts/install-deps.sh
 bash scripts/install-dockerd.sh
 
 export SDC_BENCH_CONTAINERS=${SDC_BENCH_CONTAINERS:-100}
-# The server runs the monitor next to its own binary; `cargo bench` alone
-# would leave an old one there.
-cargo build --release -p sdc-docker-monitor
+# The monitor serve.sh deploys (static); the bench's servers run it.
+SDC_BENCH_MONITOR=$(bash scripts/build-monitor.sh)
+export SDC_BENCH_MONITOR
 cargo bench --bench zones

@@ -11,8 +11,9 @@ ADDR=${ADDR:-127.0.0.1:2375}
 DATA_DIR=${DATA_DIR:-/var/lib/sdc-docker}
 
 bash scripts/install-deps.sh
-# The monitor runs beside the daemon, one per container.
-cargo build --release -p sdc-docker -p sdc-docker-monitor
+cargo build --release -p sdc-docker
+# One monitor runs per container: a static one, for its small footprint.
+MONITOR=$(bash scripts/build-monitor.sh)
 
 if [ -f "$DATA_DIR/sdc-docker.pid" ] && kill -0 "$(cat "$DATA_DIR/sdc-docker.pid")" 2>/dev/null; then
   echo "stopping the running sdc-docker (pid $(cat "$DATA_DIR/sdc-docker.pid"))" >&2
@@ -27,6 +28,7 @@ nohup target/release/sdc-docker serve \
   -H "tcp://$ADDR" \
   -H unix:///var/run/sdc-docker.sock \
   --admin-host unix:///var/run/sdc-docker-admin.sock \
+  --monitor "$MONITOR" \
   >>"$DATA_DIR/sdc-docker.log" 2>&1 &
 echo $! >"$DATA_DIR/sdc-docker.pid"
 
