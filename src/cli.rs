@@ -77,10 +77,6 @@ pub struct ServeArgs {
     /// hostname and process id).
     #[arg(long)]
     pub instance_id: Option<String>,
-    /// A registry (`host` or `host:port`) reached in plain HTTP instead of
-    /// HTTPS, like dockerd's flag (repeatable). Loopback registries always are.
-    #[arg(long = "insecure-registry", action = ArgAction::Append)]
-    pub insecure_registries: Vec<String>,
     /// How this machine runs zones.
     #[command(flatten)]
     pub node: crate::node::NodeArgs,

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{ArgAction, Args};
 use sdc_docker_controllers::Manager;
 use sdc_docker_controllers::logs::{LogForwardingOptions, LogPaths, log_forwarding_controller};
 use sdc_docker_controllers::nodes::{NodeAgent, NodeAgentOptions, NodeInfo, register_node};
 use sdc_docker_controllers::zones::provisioning::provisioning_controller;
 use sdc_docker_controllers::zones::restart::restart_controller;
 use sdc_docker_controllers::zones::{NodeZones, container_zone_id, zone_event_keys};
+use sdc_docker_images::registry::{Client, ClientConfig};
 use sdc_docker_images::store::ImageStore;
 use sdc_docker_store::Store;
 use sdc_docker_zones::{LinuxConfig, LinuxDriver, ZoneDriver};
@@ -36,6 +37,13 @@ pub struct NodeArgs {
     /// was down, say) is left alone before it is deleted.
     #[arg(long, default_value = "5m", value_parser = |s: &str| humantime::parse_duration(s).map_err(|e| e.to_string()))]
     pub orphan_grace: Duration,
+    /// A registry (`host` or `host:port`) reached in plain HTTP instead of
+    /// HTTPS, like dockerd's flag (repeatable): for `docker pull` on a
+    /// server, and for the images a node pulls itself (a container placed
+    /// on it whose image another node pulled). Loopback registries always
+    /// are.
+    #[arg(long = "insecure-registry", action = ArgAction::Append)]
+    pub insecure_registries: Vec<String>,
 }
 
 /// The node while it runs: stop it to take its `Node` off the store.
@@ -91,10 +99,17 @@ pub async fn start(
         .await
         .context("registering this node")?;
     tracing::info!(node = agent.name(), "node registered");
+    let registry = Client::new(ClientConfig {
+        insecure_registries: args.insecure_registries.clone(),
+        ..Default::default()
+    })
+    .context("setting up the node's registry client")?;
     let zones = NodeZones {
         node: agent.name().to_owned(),
         driver: driver.clone() as Arc<dyn ZoneDriver>,
         images,
+        registry,
+        pulls: Arc::default(),
         default_stop_timeout: Duration::from_secs(10),
     };
     let (stop_sweep, mut sweep_stopped) = tokio::sync::watch::channel(false);

@@ -48,7 +48,7 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()> + Send) -> 
         .context("opening the image store")?;
     let images = sdc_docker_api::docker::ImageContext::new(
         image_store.clone(),
-        args.insecure_registries.clone(),
+        args.node.insecure_registries.clone(),
     )
     .context("setting up the registry client")?;
     let node_images = image_store.clone();

@@ -591,3 +591,103 @@ async fn a_syslog_log_driver_forwards_each_line_and_the_host_log_keeps_them_too(
     let host = host_log(&server, "talker");
     assert!(host.contains("hello") && host.contains("world"), "{host}");
 }
+
+/// A running `sdc-docker agent`: the node-scoped controllers of one more
+/// node, on a store shared with a server. Stopped, and its zones taken
+/// down, on drop.
+struct Agent {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl Agent {
+    fn start(store: &str, name: &str) -> Agent {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let log = std::fs::File::create(dir.path().join("agent.log")).expect("log file");
+        let child = std::process::Command::new(common::SDC_DOCKER)
+            .args(["agent", "--store", store, "--node-name", name, "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting sdc-docker agent");
+        Agent { child, dir }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- sdc-docker agent log\n{}", self.log());
+        }
+        common::remove_zones(&self.dir.path().join("data"));
+    }
+}
+
+/// Marks node `name` unschedulable, as `sdc-docker edit node` would.
+fn cordon(server: &Server, name: &str) {
+    let out = server.sdc(&["get", "node", name, "-o", "json"]);
+    assert!(out.ok, "{out:?}");
+    let mut node: Value = serde_json::from_str(&out.stdout).expect("json");
+    node["spec"]["unschedulable"] = Value::Bool(true);
+    let file = server.write_file(&format!("{name}.json"), &node.to_string());
+    let out = server.sdc(&["apply", "-f", file.to_str().expect("utf-8")]);
+    assert!(out.ok, "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_placed_on_an_agent_node_runs_there_with_the_image_the_agent_pulled_itself() {
+    if !can_run_zones() {
+        return;
+    }
+    let etcd = sdc_docker_testkit::Etcd::start().await;
+    // The server pulls busybox; the agent has never seen it.
+    let (_cleanup, server, _registry, image) = node_with_busybox_on(&etcd.store_url(), &[]).await;
+    let agent = Agent::start(&etcd.store_url(), "agent-node");
+    let start = Instant::now();
+    while !server.sdc(&["get", "node", "agent-node"]).ok {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the agent's node never registered\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cordon(&server, &format!("node-{}", server.port));
+
+    apply(
+        &server,
+        "far",
+        &container_yaml("far", &image, &["sleep", "1000"], ""),
+    );
+    let now = wait_status(&server, "far", "running", |s| s["state"] == "running").await;
+    assert_eq!(now["node"], "agent-node", "{now:#}");
+    let pid = now["pid"].as_i64().expect("a pid");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("the process runs");
+    assert_eq!(cmdline, b"sleep\x001000\x00");
+    assert!(
+        agent.log().contains("pulling an image this node lacks"),
+        "{}",
+        agent.log()
+    );
+    // The layers are in the agent's own store now; the server's node ran
+    // nothing.
+    let layers = std::fs::read_dir(agent.dir.path().join("data/images"))
+        .expect("the agent's image store")
+        .count();
+    assert!(layers > 0);
+    let here = std::fs::read_dir(server.dir().join("data/zones"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(here, 0, "a zone on the cordoned server's node");
+}

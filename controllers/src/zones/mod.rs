@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sdc_docker_images::lookup;
+use sdc_docker_images::registry::Client;
 use sdc_docker_images::store::ImageStore;
 use sdc_docker_store::model::{Container, ContainerState, ContainerStatus, Image};
 use sdc_docker_store::{Api, Error as StoreError, Resource};
@@ -43,6 +44,12 @@ pub struct NodeZones {
     pub driver: Arc<dyn ZoneDriver>,
     /// This node's images (blobs and unpacked layers).
     pub images: ImageStore,
+    /// The client this node pulls with when a container placed on it runs
+    /// an image another node pulled.
+    pub registry: Client,
+    /// One such pull at a time on this node: two containers wanting the
+    /// same missing image must not unpack its layers twice at once.
+    pub pulls: Arc<tokio::sync::Mutex<()>>,
     /// How long `stop` waits before SIGKILL when the spec says nothing
     /// (Docker's 10 s).
     pub default_stop_timeout: Duration,

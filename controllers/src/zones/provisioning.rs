@@ -15,11 +15,16 @@
 //!
 //! When a Container is deleted, its zones on this node are deleted; a zone
 //! whose deletion was missed (the node was down) is left to
-//! [`super::orphans`]. Limits: the image must already be unpacked on this node
-//! (the node does not pull by itself yet).
+//! [`super::orphans`]. A container whose image this node lacks (another
+//! node pulled it) has it pulled here first, by digest, from the registry it
+//! came from.
 
 use std::time::Duration;
 
+use sdc_docker_images::pull::pull;
+use sdc_docker_images::reference::Reference;
+use sdc_docker_images::registry::Platform;
+use sdc_docker_store::Api;
 use sdc_docker_store::model::{Condition, Container, DesiredState, Image, Package, set_condition};
 use sdc_docker_zones::{ZoneError, ZoneInfo, ZoneState, zone_spec};
 
@@ -208,18 +213,12 @@ async fn create(
             Some(IMAGE_RETRY),
         )));
     };
-    let lower = zones.images.lower_dirs(&image);
-    if let Some(missing) = lower.iter().find(|d| !d.is_dir()) {
-        return Ok(Err((
-            format!(
-                "image {} is not unpacked on node {}: layer {} is missing",
-                image.spec.id,
-                zones.node,
-                missing.display()
-            ),
-            Some(IMAGE_RETRY),
-        )));
+    if zones.images.lower_dirs(&image).iter().any(|d| !d.is_dir())
+        && let Err(message) = fetch_image(zones, &images, &image).await
+    {
+        return Ok(Err((message, Some(IMAGE_RETRY))));
     }
+    let lower = zones.images.lower_dirs(&image);
     let package = ctx.related::<Package>().and_then(|cache| {
         cache
             .list()
@@ -244,6 +243,64 @@ async fn create(
         Err(ZoneError::InvalidSpec(message)) => Ok(Err((message, None))),
         Err(e) => Err(ReconcileError::transient(e)),
     }
+}
+
+/// Pulls `image` into this node's store from the registry it came from, by
+/// the digest it was pulled by, so that a container placed on a node that
+/// never pulled its image (another node did) can run. An image loaded or
+/// imported on another node has no registry to come from; one whose
+/// registry now serves other bytes under that digest is refused. The
+/// message says which.
+async fn fetch_image(zones: &NodeZones, images: &Api<Image>, image: &Image) -> Result<(), String> {
+    let _one_at_a_time = zones.pulls.lock().await;
+    if zones.images.lower_dirs(image).iter().all(|d| d.is_dir()) {
+        // Another container's pull brought it meanwhile.
+        return Ok(());
+    }
+    let platform = Platform {
+        os: non_empty(&image.spec.os, "linux"),
+        architecture: non_empty(&image.spec.architecture, "amd64"),
+        variant: None,
+    };
+    let mut failures = Vec::new();
+    for source in &image.spec.repo_digests {
+        let Ok(reference) = Reference::parse_normalized(source) else {
+            failures.push(format!("{source}: not a reference"));
+            continue;
+        };
+        tracing::info!(node = %zones.node, image = %image.spec.id, from = %source, "pulling an image this node lacks");
+        match pull(
+            &zones.registry,
+            &zones.images,
+            images,
+            &reference,
+            &platform,
+            |_| {},
+        )
+        .await
+        {
+            Ok(pulled) if pulled.spec.id == image.spec.id => return Ok(()),
+            Ok(pulled) => failures.push(format!("{source} is image {}", pulled.spec.id)),
+            Err(e) => failures.push(format!("{source}: {e}")),
+        }
+    }
+    if failures.is_empty() {
+        Err(format!(
+            "image {} is not on node {} and names no registry to pull it from (it was loaded or imported on another node)",
+            image.spec.id, zones.node
+        ))
+    } else {
+        Err(format!(
+            "image {} is not on node {} and pulling it failed: {}",
+            image.spec.id,
+            zones.node,
+            failures.join("; ")
+        ))
+    }
+}
+
+fn non_empty(value: &str, default: &str) -> String {
+    if value.is_empty() { default } else { value }.to_owned()
 }
 
 /// Deletes this node's zones of the removed container `key`.
