@@ -428,6 +428,7 @@ async fn bench_ours(reference: &str, n: usize, runc: &Path) -> (Figures, RuncFig
         // cache, the cgroup tree, the zones already running).
         let mut same: Option<RuncBaseline> = None;
         let mut same_times = Vec::with_capacity(n);
+        let ticks_before = support::cpu_ticks(server.pid()).unwrap_or(0);
         for i in 0..n {
             if i == 1 {
                 same = Some(RuncBaseline::with_config(
@@ -456,6 +457,11 @@ async fn bench_ours(reference: &str, n: usize, runc: &Path) -> (Figures, RuncFig
         eprintln!(
             "sdc-docker, one at a time, in order (ms): {:?}",
             times.iter().map(|t| t.as_millis()).collect::<Vec<_>>()
+        );
+        let ticks = support::cpu_ticks(server.pid()).unwrap_or(0) - ticks_before;
+        eprintln!(
+            "daemon CPU per start (its own threads, runc's time not counted): {:.1} ms",
+            ticks as f64 * 10.0 / n as f64
         );
         eprintln!(
             "runc on our zones' config, in between (ms): {:?}",

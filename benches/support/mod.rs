@@ -47,6 +47,18 @@ pub fn proc_kib(pid: u32, file: &str, field: &str) -> Option<u64> {
         .ok()
 }
 
+/// CPU time (user + system) process `pid` used so far, in clock ticks
+/// (`/proc/<pid>/stat` fields 14 and 15; 100 per second on Linux).
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count from its `)`.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let user: u64 = fields.get(11)?.parse().ok()?;
+    let system: u64 = fields.get(12)?.parse().ok()?;
+    Some(user + system)
+}
+
 pub fn all_pids() -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();

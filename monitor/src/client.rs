@@ -27,6 +27,8 @@ pub struct Spawned {
     pub init_pid: i32,
     /// When `runc run` returned.
     pub started_at: SystemTime,
+    /// How long `runc run` took (the rest of a start is ours).
+    pub runtime_took: std::time::Duration,
 }
 
 /// What a state directory says about its container.
@@ -123,10 +125,12 @@ pub fn spawn(config: &MonitorConfig) -> Result<Spawned, MonitorError> {
             monitor_pid,
             init_pid,
             started_at,
+            runtime_micros,
         }) => Ok(Spawned {
             monitor_pid,
             init_pid,
             started_at: timefmt::parse(&started_at).unwrap_or_else(SystemTime::now),
+            runtime_took: std::time::Duration::from_micros(runtime_micros),
         }),
         Ok(Readiness::RuntimeFailed { stderr }) => Err(MonitorError::RuntimeFailed { stderr }),
         Ok(Readiness::Failed { message }) => Err(MonitorError::MonitorFailed { detail: message }),

@@ -15,6 +15,10 @@ pub(crate) enum Readiness {
         init_pid: i32,
         /// RFC 3339 time `runc run` returned.
         started_at: String,
+        /// How long `runc run` took, in microseconds (what of a start is
+        /// the runtime's, for the daemon's log).
+        #[serde(default)]
+        runtime_micros: u64,
     },
     /// The runtime refused the container; its message.
     RuntimeFailed {

@@ -176,6 +176,7 @@ fn serve(state_dir: &Path) {
 
     let runtime = Runtime::new(&config);
     let init_pid_file = file(state_dir, layout::INIT_PID);
+    let run_began = std::time::Instant::now();
     let started = runtime.run(&init_pid_file).and_then(|stdio| {
         let init = read_init_pid(&init_pid_file).map_err(Failure::Monitor)?;
         // Our child since runc exited (we are its subreaper), reaped by
@@ -198,6 +199,7 @@ fn serve(state_dir: &Path) {
             return report(&readiness);
         }
     };
+    let runtime_took = run_began.elapsed();
     let started_at = SystemTime::now();
     let started_text = timefmt::format(started_at);
     if let Err(e) = write_atomic(
@@ -210,6 +212,7 @@ fn serve(state_dir: &Path) {
         monitor_pid: getpid().as_raw_nonzero().get(),
         init_pid: init.as_raw_nonzero().get(),
         started_at: started_text,
+        runtime_micros: u64::try_from(runtime_took.as_micros()).unwrap_or(u64::MAX),
     });
 
     let (outputs, input, pty) = match stdio {

@@ -414,6 +414,7 @@ impl ZoneDriver for LinuxDriver {
             })
             .await?;
         }
+        let prepared = began.elapsed();
 
         // The runtime still holds the previous run's container (and an
         // orphan may even be half created): it must go before `runc run`.
@@ -439,6 +440,8 @@ impl ZoneDriver for LinuxDriver {
         let spawned = blocking(move || Ok(sdc_docker_monitor::spawn(&monitor)?)).await?;
         tracing::info!(
             took = ?began.elapsed(),
+            ?prepared,
+            runtime = ?spawned.runtime_took,
             zone = id,
             pid = spawned.init_pid,
             monitor = spawned.monitor_pid,
