@@ -95,7 +95,12 @@ pub fn spawn(config: &MonitorConfig) -> Result<Spawned, MonitorError> {
         path: config_path.clone(),
         detail: e.to_string(),
     })?;
-    layout::write_atomic(&config_path, &json).map_err(|e| MonitorError::io(&config_path, e))?;
+    // Read by nobody before the monitor we start below: written in place,
+    // and not at all when a previous run left the same (a new file is an
+    // inode to allocate, which is not cheap on a busy file system).
+    if std::fs::read(&config_path).map_or(true, |old| old != json) {
+        std::fs::write(&config_path, &json).map_err(|e| MonitorError::io(&config_path, e))?;
+    }
 
     let binary = monitor_binary(&config);
     // The monitor answers on its stdout and then lets go of it; its first

@@ -44,12 +44,28 @@ impl From<UserError> for ZoneError {
 }
 
 /// Writes `bytes` to `path` through a temp file and a rename, so readers
-/// see the old content or the new, never a part.
+/// see the old content or the new, never a part; a file that already
+/// holds `bytes` is left alone (a zone's start rewrites what its create
+/// wrote, and every new file is an inode to allocate).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ZoneError> {
+    if std::fs::read(path).is_ok_and(|old| old == bytes) {
+        return Ok(());
+    }
     let temp = path.with_extension("tmp");
     std::fs::write(&temp, bytes)
         .and_then(|()| std::fs::rename(&temp, path))
         .map_err(ZoneError::io(format!("writing {}", path.display())))
+}
+
+/// Writes `bytes` to `path` in place, unless it already holds them: for
+/// files nobody reads before the zone's `config.json` (written last,
+/// atomically) says it is installed, which a crash mid-write leaves to be
+/// rewritten by the next install.
+fn write_in_place(path: &Path, bytes: &[u8]) -> Result<(), ZoneError> {
+    if std::fs::read(path).is_ok_and(|old| old == bytes) {
+        return Ok(());
+    }
+    std::fs::write(path, bytes).map_err(ZoneError::io(format!("writing {}", path.display())))
 }
 
 /// The stored spec, or `None` when the zone has none (never created, or
@@ -115,9 +131,9 @@ pub fn install(dir: &ZoneDir, spec: &ZoneSpec) -> Result<(), ZoneError> {
         mkdir(&path)?;
     }
     let host_resolv = std::fs::read_to_string(HOST_RESOLV_CONF).unwrap_or_default();
-    write_atomic(&dir.hosts(), etc::hosts(spec).as_bytes())?;
-    write_atomic(&dir.hostname(), etc::hostname(spec).as_bytes())?;
-    write_atomic(
+    write_in_place(&dir.hosts(), etc::hosts(spec).as_bytes())?;
+    write_in_place(&dir.hostname(), etc::hostname(spec).as_bytes())?;
+    write_in_place(
         &dir.resolv_conf(),
         etc::resolv_conf(spec, &host_resolv).as_bytes(),
     )?;
