@@ -55,6 +55,7 @@ use std::time::{Duration, Instant};
 
 use common::{Server, docker_at};
 use sdc_docker_testkit::{Format, Registry, busybox};
+use sdc_docker_zones::linux::rootfs;
 use serde_json::Value;
 use support::{Dockerd, dockerd_binary, env_or, on_path, proc_kib, processes, unmount_under};
 
@@ -152,6 +153,10 @@ struct RuncBaseline {
     /// The OCI config every container gets (its `cgroupsPath`, if any,
     /// made unique per container).
     config: Value,
+    /// When not empty, each container gets a fresh overlay of these image
+    /// layers as its rootfs (mounted before its timed run), as each zone
+    /// does; otherwise the config's own root.
+    lower_dirs: Vec<PathBuf>,
     ids: Vec<String>,
 }
 
@@ -165,6 +170,7 @@ impl RuncBaseline {
             runc,
             dir,
             config,
+            lower_dirs: Vec::new(),
             ids: Vec::new(),
         }
     }
@@ -226,6 +232,14 @@ impl RuncBaseline {
         if config["linux"].get("cgroupsPath").is_some() {
             config["linux"]["cgroupsPath"] = Value::from(format!("/sdc-bench/{id}"));
         }
+        if !self.lower_dirs.is_empty() {
+            let [upper, work, rootfs] = ["upper", "work", "rootfs"].map(|d| bundle.join(d));
+            for d in [&upper, &work, &rootfs] {
+                std::fs::create_dir_all(d).expect("overlay dirs");
+            }
+            rootfs::mount(&self.lower_dirs, &upper, &work, &rootfs).expect("the overlay rootfs");
+            config["root"]["path"] = Value::from(rootfs.display().to_string());
+        }
         std::fs::write(bundle.join("config.json"), config.to_string()).expect("config.json");
         bundle
     }
@@ -270,6 +284,10 @@ impl RuncBaseline {
                 .arg(self.dir.path().join("root"))
                 .args(["delete", "--force", &id])
                 .output();
+            let rootfs = self.dir.path().join("bundles").join(&id).join("rootfs");
+            if !self.lower_dirs.is_empty() {
+                let _ = rootfs::unmount(&rootfs);
+            }
         }
     }
 }
@@ -403,15 +421,29 @@ struct Figures {
     per_container: Memory,
 }
 
-/// The OCI config the driver wrote for one of the server's zones.
-fn zone_config(server: &Server) -> Value {
+/// A bare-runc baseline on the OCI config the driver wrote for one of the
+/// server's zones, each container on a fresh overlay of that zone's image
+/// layers.
+fn zone_baseline(server: &Server, runc: &Path) -> RuncBaseline {
     let zones = server.dir().join("data/zones");
     let entries = std::fs::read_dir(&zones).expect("the zones directory");
     for entry in entries.flatten() {
-        let config = entry.path().join("bundle/config.json");
-        if let Ok(bytes) = std::fs::read(&config) {
-            return serde_json::from_slice(&bytes).expect("a zone's config.json");
-        }
+        let (Ok(config), Ok(spec)) = (
+            std::fs::read(entry.path().join("bundle/config.json")),
+            std::fs::read(entry.path().join("spec.json")),
+        ) else {
+            continue;
+        };
+        let config = serde_json::from_slice(&config).expect("a zone's config.json");
+        let spec: Value = serde_json::from_slice(&spec).expect("a zone's spec.json");
+        let mut baseline = RuncBaseline::with_config(runc.to_path_buf(), config);
+        baseline.lower_dirs = spec["image"]["lower_dirs"]
+            .as_array()
+            .expect("the zone's image layers")
+            .iter()
+            .filter_map(|d| d.as_str().map(PathBuf::from))
+            .collect();
+        return baseline;
     }
     panic!("no zone bundle under {}", zones.display());
 }
@@ -431,10 +463,7 @@ async fn bench_ours(reference: &str, n: usize, runc: &Path) -> (Figures, RuncFig
         let ticks_before = support::cpu_ticks(server.pid()).unwrap_or(0);
         for i in 0..n {
             if i == 1 {
-                same = Some(RuncBaseline::with_config(
-                    runc.to_path_buf(),
-                    zone_config(&server),
-                ));
+                same = Some(zone_baseline(&server, runc));
             }
             if let Some(same) = &mut same {
                 let id = format!("bench-same-seq-{i}");
@@ -475,8 +504,7 @@ async fn bench_ours(reference: &str, n: usize, runc: &Path) -> (Figures, RuncFig
         assert_eq!(monitors.processes, n, "one monitor per container");
         // Then as many at once, on the same config (the first zone's
         // rootfs and files; the cgroup path made unique per container).
-        let mut same = same
-            .unwrap_or_else(|| RuncBaseline::with_config(runc.to_path_buf(), zone_config(&server)));
+        let mut same = same.unwrap_or_else(|| zone_baseline(&server, runc));
         same.delete_all();
         let ids: Vec<String> = (0..n).map(|i| format!("bench-same-par-{i}")).collect();
         same.ids.extend(ids.iter().cloned());
