@@ -19,7 +19,8 @@
 //! - **bare runc, our zones' config**: the OCI config the driver wrote for
 //!   the first zone (Docker's capabilities, masked paths, device rules,
 //!   cgroup mounts, the package's limits; its cgroup path made unique),
-//!   on that zone's rootfs: one `runc run -d` just before each of our
+//!   each container on a fresh overlay of that zone's image layers
+//!   (mounted before its timed run): one `runc run -d` just before each of our
 //!   starts from the second on, so both sides see the same machine, then
 //!   as many at once. The goal (spec→running within 1.5× of bare runc) is
 //!   judged against this one: the same container, with and without us.
