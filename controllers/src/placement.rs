@@ -246,16 +246,30 @@ impl Placement {
         containers: &crate::Cache<Container>,
         packages: &[&Package],
     ) -> HashMap<String, i64> {
+        // One snapshot for both: the reflector updates the cache meanwhile,
+        // and a placement it applied between a list and a later look-up
+        // would be counted neither from the cache nor as written.
         let all = containers.list();
         let mut used = memory_in_use(all.iter().map(|c| c.as_ref()), packages);
+        let snapshot: HashMap<(&str, &str), &Container> = all
+            .iter()
+            .map(|c| {
+                (
+                    (c.metadata.account.as_str(), c.metadata.name.as_str()),
+                    c.as_ref(),
+                )
+            })
+            .collect();
         let mut written = lock(&self.written);
-        written.retain(|key, w| match containers.get(key) {
-            Some(c) if c.metadata.uid == w.uid && c.status.node.is_empty() => {
-                *used.entry(w.node.clone()).or_default() += w.bytes;
-                true
+        written.retain(|key, w| {
+            match snapshot.get(&(key.account.as_str(), key.name.as_str())) {
+                Some(c) if c.metadata.uid == w.uid && c.status.node.is_empty() => {
+                    *used.entry(w.node.clone()).or_default() += w.bytes;
+                    true
+                }
+                // Shown by the cache now, or deleted (and maybe re-created).
+                _ => false,
             }
-            // Shown by the cache now, or deleted (and maybe re-created).
-            _ => false,
         });
         used
     }
