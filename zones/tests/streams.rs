@@ -276,15 +276,19 @@ async fn exec_of_a_missing_binary_exits_127_with_runcs_message_on_stderr() {
 async fn exec_with_a_tty_gets_a_pty_that_resize_sizes() {
     let node = node_or_skip!(node());
     let spec = sleeper(&node, &[]).await;
+    // A resize reaches the zone's pty asynchronously (runc applies it on
+    // SIGWINCH, as Docker's does): the script waits for it to show.
     let mut shell = exec(&[
         "sh",
         "-c",
-        "busybox tty; read x; busybox stty size; echo $TERM",
+        "busybox tty; busybox stty size; read x; \
+         until [ \"$(busybox stty size)\" = '40 100' ]; do sleep 0.05; done; \
+         busybox stty size; echo $TERM",
     ]);
     shell.tty = true;
     shell.stdin = true;
     let mut process = node.driver.exec(&spec.id, &shell).await.unwrap();
-    let (stdout, _) = read_until(&mut process.session.output, |o, _| o.contains('\n')).await;
+    let (stdout, _) = read_until(&mut process.session.output, |o, _| o.contains("24 80")).await;
     assert!(stdout.starts_with("/dev/pts/"), "{stdout:?}");
     let resize = process.resize.as_ref().expect("a tty can be resized");
     resize(40, 100).unwrap();

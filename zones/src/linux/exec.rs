@@ -496,6 +496,18 @@ fn open_pty() -> io::Result<(OwnedFd, OwnedFd)> {
         OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
+    // runc gives the container's pty the size of this one; a new pty is
+    // 0×0, which programs take for "no size" (busybox `stty size` fails),
+    // until a resize arrives. Start at the classic 24×80.
+    rustix::termios::tcsetwinsize(
+        &master,
+        rustix::termios::Winsize {
+            ws_row: 24,
+            ws_col: 80,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
+    )?;
     Ok((master, slave))
 }
 
