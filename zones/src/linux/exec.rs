@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::process::{Child, Command};
@@ -659,28 +659,16 @@ fn process_json(zone: &ZoneSpec, dir: &ZoneDir, exec: &ExecSpec) -> Result<Value
     } else {
         oci::CAPABILITIES.to_vec()
     };
-    let nofile = oci::nofile_limit();
-    let mut user = json!({
-        "uid": exec_user.uid,
-        "gid": exec_user.gid,
-    });
-    if !exec_user.additional_gids.is_empty() {
-        user["additionalGids"] = json!(exec_user.additional_gids);
-    }
-    Ok(json!({
-        "terminal": exec.tty,
-        "user": user,
-        "args": exec.args,
-        "env": env,
-        "cwd": if cwd.is_empty() { "/" } else { cwd },
-        "capabilities": {
-            "bounding": caps,
-            "effective": caps,
-            "permitted": caps,
-        },
-        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
-        "noNewPrivileges": false,
-    }))
+    let cwd = if cwd.is_empty() { "/" } else { cwd };
+    Ok(oci::process(
+        exec.tty,
+        &exec_user,
+        &exec.args,
+        &env,
+        cwd,
+        &caps,
+        oci::nofile_limit(),
+    ))
 }
 
 /// The capabilities of a privileged process: all those in this process's

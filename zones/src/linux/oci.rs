@@ -76,20 +76,27 @@ pub fn cgroups_path(id: &str) -> String {
     format!("/sdc-docker/{id}")
 }
 
-/// The `config.json` of `spec` whose files are in `dir`, run as `user`
-/// with at most `nofile` open files.
-pub fn runtime_config(spec: &ZoneSpec, dir: &ZoneDir, user: &ExecUser, nofile: u64) -> Value {
-    let caps = CAPABILITIES;
+/// An OCI `process`: the zone's init (in [`runtime_config`]) or a process
+/// exec'd into it, run as `user` with capabilities `caps` and at most
+/// `nofile` open files.
+pub fn process(
+    tty: bool,
+    user: &ExecUser,
+    args: &[String],
+    env: &[String],
+    cwd: &str,
+    caps: &[&str],
+    nofile: u64,
+) -> Value {
     let mut process = json!({
-        "terminal": spec.process.tty,
+        "terminal": tty,
         "user": {
             "uid": user.uid,
             "gid": user.gid,
-            "additionalGids": user.additional_gids,
         },
-        "args": spec.process.args,
-        "env": spec.process.env,
-        "cwd": spec.process.cwd,
+        "args": args,
+        "env": env,
+        "cwd": cwd,
         "capabilities": {
             "bounding": caps,
             "effective": caps,
@@ -98,11 +105,24 @@ pub fn runtime_config(spec: &ZoneSpec, dir: &ZoneDir, user: &ExecUser, nofile: u
         "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
         "noNewPrivileges": false,
     });
-    if user.additional_gids.is_empty() {
-        process["user"]
-            .as_object_mut()
-            .map(|u| u.remove("additionalGids"));
+    if !user.additional_gids.is_empty() {
+        process["user"]["additionalGids"] = json!(user.additional_gids);
     }
+    process
+}
+
+/// The `config.json` of `spec` whose files are in `dir`, run as `user`
+/// with at most `nofile` open files.
+pub fn runtime_config(spec: &ZoneSpec, dir: &ZoneDir, user: &ExecUser, nofile: u64) -> Value {
+    let process = process(
+        spec.process.tty,
+        user,
+        &spec.process.args,
+        &spec.process.env,
+        &spec.process.cwd,
+        CAPABILITIES,
+        nofile,
+    );
 
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc",
