@@ -282,6 +282,9 @@ impl Reader {
             }
             Ok(())
         };
+        // The last file read, to know which rotated files are newer when
+        // no file is open (the log was between a rename and its new file).
+        let mut last_read = current.as_ref().map(|c| c.inode);
         loop {
             // Decided before draining, so nothing written before the exit
             // record is missed.
@@ -294,24 +297,35 @@ impl Reader {
             // Rotated since we opened it: finish ours, then the newer files.
             let now = inode(&self.path);
             if current.as_ref().map(|c| c.inode) != now {
-                if let Some(ours) = current.as_ref().map(|c| c.inode) {
-                    let newer = rotated(&self.path)
-                        .into_iter()
-                        .rev()
-                        .take_while(|n| inode(&numbered(&self.path, *n)) != Some(ours))
-                        .collect::<Vec<_>>();
-                    let found = newer.len() < rotated(&self.path).len();
-                    if found {
-                        for n in newer.into_iter().rev() {
-                            if let Some(mut file) = Cursor::open(&numbered(&self.path, n))?
-                                && !file.read_lines(&mut each)?
-                            {
-                                return Ok(());
-                            }
-                        }
+                // What the monitor appended to ours between the read above
+                // and its rename: our handle still reads that file.
+                if let Some(cursor) = current.as_mut()
+                    && !cursor.read_lines(&mut each)?
+                {
+                    return Ok(());
+                }
+                // The files newer than ours, oldest first, then the current
+                // one, from a view taken while no rotation renumbered them.
+                let ours = current.as_ref().map(|c| c.inode).or(last_read);
+                let mut files = self.consistent_files()?;
+                let next = match files.last() {
+                    Some((0, _)) => files.pop().map(|(_, c)| c),
+                    _ => None,
+                };
+                let start = files
+                    .iter()
+                    .position(|(_, c)| Some(c.inode) == ours)
+                    .map_or(0, |i| i + 1);
+                for (_, mut file) in files.into_iter().skip(start) {
+                    last_read = Some(file.inode);
+                    if !file.read_lines(&mut each)? {
+                        return Ok(());
                     }
                 }
-                current = Cursor::open(&self.path)?;
+                if let Some(next) = &next {
+                    last_read = Some(next.inode);
+                }
+                current = next;
                 continue;
             }
             if exited || past_until.get() {
@@ -328,6 +342,50 @@ impl Reader {
                 return Ok(());
             }
             std::thread::sleep(POLL);
+        }
+    }
+
+    /// The rotated files, oldest first, then the current one (number 0),
+    /// all open: listed again until a listing and the files opened from
+    /// it agree, since the monitor may rotate (renumber every file) while
+    /// they are being opened. A file ours was renamed to and then deleted
+    /// (more rotations than `max-file` since) is simply not among them.
+    fn consistent_files(&self) -> io::Result<Vec<(u32, Cursor)>> {
+        let listing = || -> Vec<(u32, Option<(u64, u64)>)> {
+            let mut numbers = rotated(&self.path);
+            numbers.push(0);
+            numbers
+                .into_iter()
+                .map(|n| (n, inode(&self.numbered_or_current(n))))
+                .collect()
+        };
+        loop {
+            let before = listing();
+            let mut files = Vec::new();
+            for (n, _) in &before {
+                if let Some(file) = Cursor::open(&self.numbered_or_current(*n))? {
+                    files.push((*n, file));
+                }
+            }
+            let opened: Vec<(u32, Option<(u64, u64)>)> =
+                files.iter().map(|(n, c)| (*n, Some(c.inode))).collect();
+            let present: Vec<_> = before
+                .iter()
+                .filter(|(_, i)| i.is_some())
+                .cloned()
+                .collect();
+            if opened == present && listing() == before {
+                return Ok(files);
+            }
+        }
+    }
+
+    /// `path.n`, or `path` itself for 0.
+    fn numbered_or_current(&self, n: u32) -> PathBuf {
+        if n == 0 {
+            self.path.clone()
+        } else {
+            numbered(&self.path, n)
         }
     }
 
