@@ -66,16 +66,7 @@ impl NodeZones {
 /// without one (by an operator), one derived from its uid so that its zone
 /// id is stable.
 pub fn docker_id(container: &Container) -> String {
-    if !container.spec.id.is_empty() {
-        return container.spec.id.clone();
-    }
-    let hex: String = container
-        .metadata
-        .uid
-        .chars()
-        .filter(char::is_ascii_hexdigit)
-        .collect();
-    format!("{hex}{hex}")
+    container.docker_id()
 }
 
 /// The zone id of `container` (`None` when its id is not hex).

@@ -25,7 +25,9 @@ use sdc_docker_images::pull::pull;
 use sdc_docker_images::reference::Reference;
 use sdc_docker_images::registry::Platform;
 use sdc_docker_store::Api;
-use sdc_docker_store::model::{Condition, Container, DesiredState, Image, Package, set_condition};
+use sdc_docker_store::model::{
+    Condition, Container, DesiredState, Image, Package, RequestAction, set_condition,
+};
 use sdc_docker_zones::{ZoneError, ZoneInfo, ZoneState, zone_spec};
 
 use super::{NodeZones, container_image, container_zone_id, docker_id, observe, write_status};
@@ -153,6 +155,19 @@ async fn reconcile(
         provisioned(&mut c.status.conditions, error.is_empty(), &error);
     })
     .await?;
+    let failed_start = starting && !error.is_empty();
+    if container.spec.auto_remove
+        && container.spec.desired_state != DesiredState::Created
+        && (zone.state == ZoneState::Stopped || failed_start)
+    {
+        // `--rm`: the container goes once its process is over (or could
+        // not start), as Docker's daemon does; the zone goes with it.
+        tracing::info!(container = %key.name, "removing an exited --rm container");
+        match ctx.api().delete(&key.name, None).await {
+            Ok(_) | Err(sdc_docker_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     Ok(Action::AwaitChange)
 }
 
@@ -164,6 +179,60 @@ async fn act(
     zone: &ZoneInfo,
 ) -> Result<Option<ZoneInfo>, ZoneError> {
     let driver = &zones.driver;
+    let stop_timeout = |requested: Option<i64>| {
+        requested
+            .or(container.spec.stop_timeout)
+            .and_then(|s| u64::try_from(s).ok())
+            .map(Duration::from_secs)
+            .unwrap_or(zones.default_stop_timeout)
+    };
+    let request = container
+        .spec
+        .request
+        .as_ref()
+        .filter(|r| r.generation > container.status.observed_generation);
+    if let Some(request) = request {
+        let live = zone.state.can_kill();
+        let signal = if request.signal.is_empty() {
+            container.spec.stop_signal.as_str()
+        } else {
+            request.signal.as_str()
+        };
+        match request.action {
+            // A signal, and nothing else: the desired state the API wrote
+            // with it only says whether the restart policy may bring the
+            // process back.
+            RequestAction::Kill => {
+                if live {
+                    let signal = if request.signal.is_empty() {
+                        "SIGKILL"
+                    } else {
+                        signal
+                    };
+                    driver.kill(id, signal).await?;
+                }
+                return Ok(None);
+            }
+            RequestAction::Restart if container.spec.desired_state == DesiredState::Running => {
+                if live {
+                    driver.stop(id, signal, stop_timeout(request.timeout)).await?;
+                }
+                return driver.start(id).await.map(Some);
+            }
+            RequestAction::Stop if container.spec.desired_state == DesiredState::Stopped => {
+                if !live {
+                    return Ok(None);
+                }
+                return driver
+                    .stop(id, signal, stop_timeout(request.timeout))
+                    .await
+                    .map(Some);
+            }
+            // A start is what the desired state says; a request the
+            // desired state written since contradicts is not carried out.
+            RequestAction::Start | RequestAction::Restart | RequestAction::Stop => {}
+        }
+    }
     match container.spec.desired_state {
         DesiredState::Created => Ok(None),
         DesiredState::Running => match zone.state {
@@ -178,14 +247,8 @@ async fn act(
             if !matches!(zone.state, ZoneState::Running | ZoneState::Paused) {
                 return Ok(None);
             }
-            let timeout = container
-                .spec
-                .stop_timeout
-                .and_then(|s| u64::try_from(s).ok())
-                .map(Duration::from_secs)
-                .unwrap_or(zones.default_stop_timeout);
             driver
-                .stop(id, &container.spec.stop_signal, timeout)
+                .stop(id, &container.spec.stop_signal, stop_timeout(None))
                 .await
                 .map(Some)
         }

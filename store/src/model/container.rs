@@ -15,6 +15,23 @@ resource!(
     ContainerStatus
 );
 
+impl Container {
+    /// The container's Docker id: `spec.id`, or, for a spec written without
+    /// one (by an operator), one derived from its uid, so that it is stable.
+    pub fn docker_id(&self) -> String {
+        if !self.spec.id.is_empty() {
+            return self.spec.id.clone();
+        }
+        let hex: String = self
+            .metadata
+            .uid
+            .chars()
+            .filter(char::is_ascii_hexdigit)
+            .collect();
+        format!("{hex}{hex}")
+    }
+}
+
 /// The desired container, in the terms of Docker's create body.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -108,6 +125,46 @@ pub struct ContainerSpec {
     pub auto_remove: bool,
     /// Whether the container should be running, stopped or paused.
     pub desired_state: DesiredState,
+    /// The last request the desired state cannot say by itself (`docker
+    /// kill`, `docker restart`, `docker stop -t/-s`); carried out once, by
+    /// the node, when it acts on the generation the request was written at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<LifecycleRequest>,
+}
+
+/// A one-off lifecycle request ([`ContainerSpec::request`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LifecycleRequest {
+    /// What to do.
+    pub action: RequestAction,
+    /// The signal (`SIGHUP`, `9`); empty: the container's stop signal
+    /// (kill: `SIGKILL`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub signal: String,
+    /// Seconds to wait before SIGKILL (stop, restart); `None`: the
+    /// container's stop timeout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
+    /// The generation the request was written at; it is carried out when
+    /// `status.observedGeneration` is still below it.
+    pub generation: i64,
+}
+
+/// What a [`LifecycleRequest`] asks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestAction {
+    /// Send a signal to the container's process.
+    #[default]
+    Kill,
+    /// Stop with this signal and timeout.
+    Stop,
+    /// Stop (as above) and start again.
+    Restart,
+    /// Start (again), even when the desired state already says running:
+    /// a process that exited by itself is started by a `docker start`.
+    Start,
 }
 
 /// What the user last asked of the container's life.
