@@ -1,8 +1,17 @@
 //! This machine as a compute node: its `Node` object kept alive under a
-//! lease, its zone driver, and the node-scoped controllers (provisioning and
-//! restart policy, log forwarding) added to a controller [`Manager`]. `sdc-docker serve`
-//! runs it beside the APIs; `sdc-docker agent` runs it alone.
+//! lease, its zone driver, the server of its zones' streams, and the
+//! node-scoped controllers (provisioning and restart policy, log
+//! forwarding) added to a controller [`Manager`]. `sdc-docker serve` runs
+//! it beside the APIs; `sdc-docker agent` runs it alone.
+//!
+//! The streams server (`sdc_docker_zones::remote`) is how an API instance
+//! on another process or machine reaches a container's logs, attach, exec,
+//! files and stats here: it listens on `--streams-address` and the node
+//! publishes the address it bound and a token made at random at each start
+//! in its `Node` object (`spec.address`, `spec.streamsToken`). Anyone who
+//! reads the store can use them: the store is the trust boundary.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +27,8 @@ use sdc_docker_controllers::zones::{NodeZones, container_zone_id, zone_event_key
 use sdc_docker_images::registry::{Client, ClientConfig};
 use sdc_docker_images::store::ImageStore;
 use sdc_docker_store::Store;
-use sdc_docker_zones::{LinuxConfig, LinuxDriver, ZoneDriver};
+use sdc_docker_zones::remote::{Server, Token};
+use sdc_docker_zones::{LinuxConfig, LinuxDriver, ZoneDriver, ZoneStreams};
 
 /// How this machine runs zones.
 #[derive(Debug, Clone, Args)]
@@ -44,6 +54,15 @@ pub struct NodeArgs {
     /// are.
     #[arg(long = "insecure-registry", action = ArgAction::Append)]
     pub insecure_registries: Vec<String>,
+    /// Where this node serves its zones' streams (logs, attach, exec, cp,
+    /// stats) to the API instances: `ip:port`, port 0 for any free one.
+    /// The address bound is published in the node's `Node` object, so it
+    /// must be one the API instances reach: the loopback default serves
+    /// only those on this machine; an agent on a machine of its own needs
+    /// its admin-network address (an unspecified address such as 0.0.0.0
+    /// is refused, as nobody can dial it).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub streams_address: SocketAddr,
 }
 
 /// The node while it runs: stop it to take its `Node` off the store.
@@ -51,6 +70,7 @@ pub struct RunningNode {
     agent: NodeAgent,
     sweep: tokio::task::JoinHandle<()>,
     stop_sweep: tokio::sync::watch::Sender<bool>,
+    streams: Server,
     /// The node's zone driver (also used by the API's streaming side).
     pub driver: Arc<LinuxDriver>,
 }
@@ -61,12 +81,13 @@ impl RunningNode {
         self.agent.name()
     }
 
-    /// Revokes the node's lease (its `Node` goes at once). Zones keep
-    /// running.
+    /// Revokes the node's lease (its `Node` goes at once), then stops
+    /// serving streams (open sessions end). Zones keep running.
     pub async fn stop(self) {
         let _ = self.stop_sweep.send(true);
         let _ = self.sweep.await;
         self.agent.stop().await;
+        self.streams.stop().await;
     }
 }
 
@@ -95,10 +116,35 @@ pub async fn start(
     if let Some(name) = &args.node_name {
         info.name = name.clone();
     }
-    let agent = register_node(store.clone(), info, NodeAgentOptions::default())
-        .await
-        .context("registering this node")?;
-    tracing::info!(node = agent.name(), "node registered");
+    if args.streams_address.ip().is_unspecified() {
+        anyhow::bail!(
+            "--streams-address {}: give an address the API instances reach this machine at; it is published as is, and nobody can dial an unspecified one",
+            args.streams_address
+        );
+    }
+    let token = Token::generate();
+    let streams = Server::bind(
+        args.streams_address,
+        driver.clone() as Arc<dyn ZoneStreams>,
+        token.clone(),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "serving zone streams on --streams-address {}",
+            args.streams_address
+        )
+    })?;
+    info.address = streams.address().to_string();
+    info.streams_token = token.as_str().to_owned();
+    let agent = match register_node(store.clone(), info, NodeAgentOptions::default()).await {
+        Ok(agent) => agent,
+        Err(e) => {
+            streams.stop().await;
+            return Err(anyhow::Error::new(e).context("registering this node"));
+        }
+    };
+    tracing::info!(node = agent.name(), streams = %streams.address(), "node registered");
     let registry = Client::new(ClientConfig {
         insecure_registries: args.insecure_registries.clone(),
         ..Default::default()
@@ -114,14 +160,15 @@ pub async fn start(
     };
     let (stop_sweep, mut sweep_stopped) = tokio::sync::watch::channel(false);
     let sweep = tokio::spawn(sdc_docker_controllers::zones::orphans::sweep_orphans(
-        store,
+        store.clone(),
         zones.clone(),
         args.orphan_grace,
         async move {
             let _ = sweep_stopped.wait_for(|s| *s).await;
         },
     ));
-    let mut keys = zone_event_keys(driver.clone() as Arc<dyn ZoneDriver>, 2).into_iter();
+    let mut keys =
+        zone_event_keys(driver.clone() as Arc<dyn ZoneDriver>, store.clone(), 2).into_iter();
     if let (Some(provisioning), Some(restart)) = (keys.next(), keys.next()) {
         manager.add(provisioning_controller(zones.clone()).triggered_by(provisioning));
         manager.add(restart_controller(zones).triggered_by(restart));
@@ -137,6 +184,7 @@ pub async fn start(
         agent,
         sweep,
         stop_sweep,
+        streams,
         driver,
     })
 }
@@ -186,6 +234,9 @@ pub async fn run_agent(
     let images =
         ImageStore::open(args.data_dir.join("images")).context("opening the image store")?;
     let mut manager = Manager::new(store.clone(), Default::default());
+    if args.node.streams_address.ip().is_loopback() {
+        tracing::warn!(address = %args.node.streams_address, "zone streams are served on loopback: only API instances on this machine reach this node's logs, attach, exec and files (set --streams-address)");
+    }
     let node = start(store, &args.data_dir, &args.node, images, &mut manager).await?;
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let controllers = tokio::spawn(manager.run(async move {

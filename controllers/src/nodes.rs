@@ -100,6 +100,8 @@ pub struct NodeInfo {
     pub driver: String,
     /// Where the node's streaming endpoint listens (may be empty).
     pub address: String,
+    /// The token its streaming endpoint asks for (may be empty).
+    pub streams_token: String,
     /// Memory for containers, bytes.
     pub memory_bytes: i64,
     /// CPUs.
@@ -131,6 +133,7 @@ impl NodeInfo {
             datacenter: String::new(),
             driver: LINUX_DRIVER.to_string(),
             address: String::new(),
+            streams_token: String::new(),
             memory_bytes,
             cpus,
             disk_bytes,
@@ -146,6 +149,7 @@ impl NodeInfo {
             datacenter: self.datacenter.clone(),
             driver: self.driver.clone(),
             address: self.address.clone(),
+            streams_token: self.streams_token.clone(),
             memory_bytes: self.memory_bytes,
             cpus: self.cpus,
             disk_bytes: self.disk_bytes,

@@ -248,8 +248,8 @@ fn mib(n: i64) -> u64 {
 }
 
 /// Docker's `merge` of Entrypoint and Cmd, then `[""]` reset, then the
-/// "No command specified" check.
-fn command(
+/// "No command specified" check: the process's arguments.
+pub fn command(
     entrypoint: Option<&[String]>,
     cmd: &[String],
     image_entrypoint: Option<&[String]>,
@@ -281,7 +281,7 @@ fn env_key(entry: &str) -> &str {
 
 /// Docker's create-time merge: the container's variables, then the image's
 /// whose key the container does not set.
-fn merge_env(container: &[String], image: &[String]) -> Vec<String> {
+pub fn merge_env(container: &[String], image: &[String]) -> Vec<String> {
     let mut env = container.to_vec();
     for entry in image {
         if !container.iter().any(|c| env_key(c) == env_key(entry)) {

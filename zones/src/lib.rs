@@ -9,13 +9,16 @@
 //!   and reports them as [`ZoneInfo`]; every call is idempotent so a
 //!   controller can repeat any of them after a crash;
 //! - [`linux::LinuxDriver`] runs zones as OCI containers under `runc` on an
-//!   overlay root file system, through the per-container monitor.
+//!   overlay root file system, through the per-container monitor;
+//! - [`remote`] serves a node's [`ZoneStreams`] over HTTP and reaches
+//!   another node's as [`RemoteStreams`].
 
 #![warn(missing_docs)]
 
 pub mod docker;
 pub mod driver;
 pub mod linux;
+pub mod remote;
 pub mod signal;
 pub mod spec;
 pub mod streams;
@@ -24,4 +27,5 @@ pub use docker::{SpecError, zone_id, zone_spec};
 pub use driver::{ZoneDriver, ZoneError, ZoneEvent, ZoneInfo, ZoneState};
 pub use linux::{LinuxConfig, LinuxDriver};
 pub use spec::{BindMount, ImageLayers, LogSpec, ProcessSpec, ZoneSpec};
+pub use remote::RemoteStreams;
 pub use streams::ZoneStreams;

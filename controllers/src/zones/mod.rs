@@ -29,7 +29,7 @@ use sdc_docker_images::lookup;
 use sdc_docker_images::registry::Client;
 use sdc_docker_images::store::ImageStore;
 use sdc_docker_store::model::{Container, ContainerState, ContainerStatus, Image};
-use sdc_docker_store::{Api, Error as StoreError, Resource};
+use sdc_docker_store::{Api, Error as StoreError, Resource, Store};
 use sdc_docker_zones::{ZoneDriver, ZoneEvent, ZoneInfo, ZoneState, zone_id};
 use tokio::sync::mpsc;
 
@@ -154,9 +154,12 @@ pub async fn write_status(
 
 /// Turns the driver's events into Container keys, one receiver per
 /// controller (pass them to [`Controller::triggered_by`](crate::Controller::triggered_by)).
-/// The zone's labels name its container.
+/// The key is that of the Container with the zone's Docker id
+/// ([`zone_container_key`]), which a `docker rename` may have moved to
+/// another name since the zone was made.
 pub fn zone_event_keys(
     driver: Arc<dyn ZoneDriver>,
+    store: Arc<dyn Store>,
     receivers: usize,
 ) -> Vec<mpsc::UnboundedReceiver<ObjectKey>> {
     let (senders, receivers): (Vec<_>, Vec<_>) =
@@ -175,17 +178,109 @@ pub fn zone_event_keys(
             let Ok(Some(zone)) = driver.get(&id).await else {
                 continue;
             };
-            let (Some(account), Some(name)) = (
-                zone.labels.get(sdc_docker_zones::docker::LABEL_ACCOUNT),
-                zone.labels.get(sdc_docker_zones::docker::LABEL_NAME),
-            ) else {
+            let Some(key) = zone_container_key(&store, &zone).await else {
                 continue;
             };
-            let key = ObjectKey::new(Container::KIND, account.clone(), name.clone());
             for sender in &senders {
                 let _ = sender.send(key.clone());
             }
         }
     });
     receivers
+}
+
+/// The key of the Container whose zone `zone` is: the one its name label
+/// names while that one has the zone's Docker id, else the one of the
+/// account that has the id now (the container was renamed), else the
+/// label's (the container is gone; its controllers see that). `None` for a
+/// zone without our labels.
+pub async fn zone_container_key(store: &Arc<dyn Store>, zone: &ZoneInfo) -> Option<ObjectKey> {
+    use sdc_docker_zones::docker::{LABEL_ACCOUNT, LABEL_CONTAINER_ID, LABEL_NAME};
+    let account = zone.labels.get(LABEL_ACCOUNT)?;
+    let name = zone.labels.get(LABEL_NAME)?;
+    let labelled = ObjectKey::new(Container::KIND, account.clone(), name.clone());
+    let Some(id) = zone.labels.get(LABEL_CONTAINER_ID) else {
+        return Some(labelled);
+    };
+    let containers = Api::<Container>::new(store.clone(), account);
+    match containers.get(name).await {
+        Ok(c) if c.docker_id() == *id => return Some(labelled),
+        Ok(_) | Err(StoreError::NotFound { .. }) => {}
+        Err(e) => {
+            tracing::warn!(zone = %zone.id, error = %e, "cannot read the zone's container");
+            return Some(labelled);
+        }
+    }
+    match containers.list().await {
+        Ok(list) => Some(
+            list.items
+                .iter()
+                .find(|c| c.docker_id() == *id)
+                .map(ObjectKey::of)
+                .unwrap_or(labelled),
+        ),
+        Err(e) => {
+            tracing::warn!(zone = %zone.id, error = %e, "cannot list the account's containers");
+            Some(labelled)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use sdc_docker_store::model::ContainerSpec;
+    use sdc_docker_store::{EmbeddedOptions, EmbeddedStore};
+    use sdc_docker_zones::docker::{LABEL_ACCOUNT, LABEL_CONTAINER_ID, LABEL_NAME};
+
+    use super::*;
+
+    fn zone_of(account: &str, name: &str, id: &str) -> ZoneInfo {
+        ZoneInfo {
+            id: zone_id(id).unwrap_or_default(),
+            state: ZoneState::Stopped,
+            pid: None,
+            exit_code: Some(0),
+            started_at: None,
+            finished_at: None,
+            oom_killed: false,
+            labels: BTreeMap::from([
+                (LABEL_ACCOUNT.to_owned(), account.to_owned()),
+                (LABEL_NAME.to_owned(), name.to_owned()),
+                (LABEL_CONTAINER_ID.to_owned(), id.to_owned()),
+            ]),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_zones_exit_is_keyed_to_the_container_that_has_its_id_now() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(
+            EmbeddedStore::open(&dir.path().join("store.redb"), EmbeddedOptions::default())
+                .expect("store"),
+        );
+        let api = Api::<Container>::default_account(store.clone());
+        let id = "ab".repeat(32);
+        let renamed = api
+            .create(&Container::new(
+                "new-name",
+                ContainerSpec {
+                    id: id.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("created");
+        let account = renamed.metadata.account.clone();
+        // The zone still says the name it was made under.
+        let key = zone_container_key(&store, &zone_of(&account, "old-name", &id)).await;
+        assert_eq!(key.map(|k| k.name), Some("new-name".to_owned()));
+        // Unrenamed, and gone: the label's name.
+        let key = zone_container_key(&store, &zone_of(&account, "new-name", &id)).await;
+        assert_eq!(key.map(|k| k.name), Some("new-name".to_owned()));
+        let gone = "cd".repeat(32);
+        let key = zone_container_key(&store, &zone_of(&account, "gone", &gone)).await;
+        assert_eq!(key.map(|k| k.name), Some("gone".to_owned()));
+    }
 }

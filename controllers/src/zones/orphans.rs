@@ -84,11 +84,15 @@ async fn wanted(
         return Ok(true);
     };
     let containers = Api::<Container>::new(store.clone(), account);
+    let wants = |container: &Container| {
+        zones.owns(container) && container_zone_id(container).as_deref() == Some(id)
+    };
     match containers.get(name).await {
-        Ok(container) => {
-            Ok(zones.owns(&container) && container_zone_id(&container).as_deref() == Some(id))
-        }
-        Err(StoreError::NotFound { .. }) => Ok(false),
-        Err(e) => Err(e),
+        Ok(container) if wants(&container) => return Ok(true),
+        Ok(_) | Err(StoreError::NotFound { .. }) => {}
+        Err(e) => return Err(e),
     }
+    // A `docker rename` moves the Container to another name, not its zone:
+    // look for the zone's id under any name of the account.
+    Ok(containers.list().await?.items.iter().any(wants))
 }

@@ -60,7 +60,11 @@ async fn reconcile(
 ) -> Result<Action, ReconcileError> {
     let zones = ctx.data().clone();
     let Some(cached) = ctx.get(&key) else {
-        remove_zones(&zones, &key).await?;
+        // A Container renamed (written under its new name, then deleted
+        // under the old) still has its zone: keep the zones of the ids the
+        // cache still holds.
+        let kept: Vec<String> = ctx.cache().list().iter().map(|c| docker_id(c)).collect();
+        remove_zones(&zones, &key, &kept).await?;
         return Ok(Action::AwaitChange);
     };
     if !zones.owns(&cached) {
@@ -146,6 +150,7 @@ async fn reconcile(
         observe(&mut c.status, &zone);
         if pending {
             c.status.observed_generation = generation;
+            c.status.acted_desired_state = Some(container.spec.desired_state);
             c.status.error = error.clone();
             if starting && error.is_empty() {
                 // A start the user asked for begins a new count, as in Docker.
@@ -236,7 +241,17 @@ async fn act(
     match container.spec.desired_state {
         DesiredState::Created => Ok(None),
         DesiredState::Running => match zone.state {
-            ZoneState::Installed | ZoneState::Stopped => driver.start(id).await.map(Some),
+            ZoneState::Installed => driver.start(id).await.map(Some),
+            // An exited process is started again when the user asks for a
+            // start, or newly asks for running; not by an edit of another
+            // field (that is the restart policy's call).
+            ZoneState::Stopped
+                if request.is_some_and(|r| r.action == RequestAction::Start)
+                    || container.status.acted_desired_state != Some(DesiredState::Running) =>
+            {
+                driver.start(id).await.map(Some)
+            }
+            ZoneState::Stopped => Ok(None),
             ZoneState::Paused => {
                 driver.unpause(id).await?;
                 Ok(None)
@@ -366,9 +381,14 @@ fn non_empty(value: &str, default: &str) -> String {
     if value.is_empty() { default } else { value }.to_owned()
 }
 
-/// Deletes this node's zones of the removed container `key`.
-async fn remove_zones(zones: &NodeZones, key: &ObjectKey) -> Result<(), ReconcileError> {
-    use sdc_docker_zones::docker::{LABEL_ACCOUNT, LABEL_NAME};
+/// Deletes this node's zones of the removed container `key`, but not those
+/// whose Docker id is one of `kept` (a Container of another name has it).
+async fn remove_zones(
+    zones: &NodeZones,
+    key: &ObjectKey,
+    kept: &[String],
+) -> Result<(), ReconcileError> {
+    use sdc_docker_zones::docker::{LABEL_ACCOUNT, LABEL_CONTAINER_ID, LABEL_NAME};
     let all = zones
         .driver
         .list()
@@ -377,7 +397,13 @@ async fn remove_zones(zones: &NodeZones, key: &ObjectKey) -> Result<(), Reconcil
     for zone in all {
         let ours = zone.labels.get(LABEL_ACCOUNT) == Some(&key.account)
             && zone.labels.get(LABEL_NAME) == Some(&key.name);
-        if ours {
+        let renamed = zone
+            .labels
+            .get(LABEL_CONTAINER_ID)
+            .is_some_and(|id| kept.contains(id));
+        if renamed {
+            tracing::info!(container = %key.name, zone = %zone.id, "keeping the zone of a renamed container");
+        } else if ours {
             tracing::info!(container = %key.name, zone = %zone.id, "deleting the zone of a removed container");
             zones
                 .driver

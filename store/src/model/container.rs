@@ -285,6 +285,11 @@ pub struct ContainerStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub finished_at: Option<OffsetDateTime>,
+    /// The desired state the node last acted upon: an edit that leaves the
+    /// desired state as it was (`docker update`) does not start an exited
+    /// container again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acted_desired_state: Option<DesiredState>,
     /// Observations (e.g. `Invalid` for a malformed spec).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

@@ -26,9 +26,14 @@ pub struct NodeSpec {
     pub datacenter: String,
     /// `linux` or `smartos`.
     pub driver: String,
-    /// Where the node's streaming endpoint listens.
+    /// Where the node's streaming endpoint listens (`host:port`).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub address: String,
+    /// The bearer token the streaming endpoint asks for: made at random
+    /// by the node each time it starts. Whoever reads Nodes from the store
+    /// may reach every zone on the node; the store is the trust boundary.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub streams_token: String,
     /// Memory for containers, bytes.
     pub memory_bytes: i64,
     /// CPUs.
