@@ -12,6 +12,7 @@ needed=(
   busybox-static      # the tests' images are built from its static /bin/busybox
   skopeo              # tests check OCI layouts / docker archives with it
   runc                # the OCI runtime the linux zone driver runs containers with
+  python3-venv        # the docker-py tests install the SDK from PyPI into a venv
 )
 
 # By package, not by command: Debian's dynamic `busybox` also provides

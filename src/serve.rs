@@ -52,7 +52,8 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()> + Send) -> 
     )
     .context("setting up the registry client")?;
     let node_images = image_store.clone();
-    let docker = sdc_docker_api::docker::router(store.clone(), images);
+    let nodes = sdc_docker_api::docker::NodeStreams::new();
+    let docker = sdc_docker_api::docker::router(store.clone(), images, nodes.clone());
     let instance_id = args.instance_id.clone().unwrap_or_else(default_instance_id);
     let mut manager = Manager::new(
         store.clone(),
@@ -79,6 +80,10 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()> + Send) -> 
         &mut manager,
     )
     .await?;
+    nodes.register(
+        node.name(),
+        node.driver.clone() as Arc<dyn sdc_docker_zones::ZoneStreams>,
+    );
     let metrics = manager.metrics();
     let admin = sdc_docker_api::admin::router(store.clone(), Arc::new(move || metrics.render()));
     let mut bound = Vec::new();

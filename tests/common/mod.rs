@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod node;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
@@ -56,6 +58,8 @@ pub struct Server {
 pub struct Ran {
     /// Exit status was 0.
     pub ok: bool,
+    /// The exit code (`None`: killed by a signal).
+    pub code: Option<i32>,
     /// Standard output.
     pub stdout: String,
     /// Standard error.
@@ -66,6 +70,7 @@ impl From<Output> for Ran {
     fn from(out: Output) -> Self {
         Ran {
             ok: out.status.success(),
+            code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
@@ -76,8 +81,8 @@ impl std::fmt::Debug for Ran {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "ok: {}\n--- stdout\n{}--- stderr\n{}",
-            self.ok, self.stdout, self.stderr
+            "ok: {} (exit {:?})\n--- stdout\n{}--- stderr\n{}",
+            self.ok, self.code, self.stdout, self.stderr
         )
     }
 }

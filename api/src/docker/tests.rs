@@ -14,10 +14,14 @@ async fn call(method: &str, uri: &str) -> http::Response<Body> {
         .uri(uri)
         .body(Body::empty())
         .expect("request");
-    router(store.store.clone(), store.image_context())
-        .oneshot(request)
-        .await
-        .expect("infallible")
+    router(
+        store.store.clone(),
+        store.image_context(),
+        crate::docker::NodeStreams::new(),
+    )
+    .oneshot(request)
+    .await
+    .expect("infallible")
 }
 
 #[tokio::test]

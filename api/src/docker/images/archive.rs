@@ -26,6 +26,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use super::{find, images_api, parse_reference, query_pairs};
 use crate::ApiError;
 use crate::docker::DockerState;
+use crate::docker::query::bool_value;
 use crate::docker::stream::{self, JsonMessage};
 
 /// The last value of `key`, if any.
@@ -35,14 +36,6 @@ fn last<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
         .rev()
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.as_str())
-}
-
-/// A Docker boolean query value (`1`, `true`, …).
-fn truthy(value: Option<&str>) -> bool {
-    matches!(
-        value.map(str::to_ascii_lowercase).as_deref(),
-        Some("1" | "true" | "yes" | "on")
-    )
 }
 
 /// An archive failure as an HTTP error: the client's fault is a 400.
@@ -136,7 +129,7 @@ pub async fn load(
     body: Body,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(query.as_deref());
-    let quiet = truthy(last(&pairs, "quiet"));
+    let quiet = bool_value(last(&pairs, "quiet"));
     let platform = match last(&pairs, "platform").filter(|p| !p.is_empty()) {
         None => state.images.default_platform.clone(),
         Some(p) => Platform::parse(p).ok_or_else(|| {
@@ -320,7 +313,11 @@ mod tests {
     use crate::test_support::{TestStore, body_json, body_text};
 
     async fn app(store: &TestStore) -> Router {
-        router(store.store.clone(), store.image_context())
+        router(
+            store.store.clone(),
+            store.image_context(),
+            crate::docker::NodeStreams::new(),
+        )
     }
 
     async fn send(
@@ -380,7 +377,11 @@ mod tests {
         assert!(tar.windows(needle.len()).any(|w| w == needle));
         // What was saved loads into another engine.
         let other = TestStore::new().await;
-        let other_app = router(other.store.clone(), other.image_context());
+        let other_app = router(
+            other.store.clone(),
+            other.image_context(),
+            crate::docker::NodeStreams::new(),
+        );
         let response = send(&other_app, "POST", "/images/load", tar.to_vec()).await;
         assert_eq!(response.status(), 200);
         let text = body_text(response).await;

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::{familiar, find, images_api, parse_reference};
 use crate::ApiError;
 use crate::docker::DockerState;
+use crate::docker::query::bool_value;
 
 /// The query of `POST /images/{name}/tag`.
 #[derive(Debug, Default, Deserialize)]
@@ -127,10 +128,6 @@ pub struct DeleteItem {
     pub deleted: Option<String>,
 }
 
-fn truthy(value: Option<&str>) -> bool {
-    matches!(value, Some("1" | "true" | "True" | "TRUE"))
-}
-
 fn short(id: &str) -> String {
     id.strip_prefix("sha256:")
         .unwrap_or(id)
@@ -145,7 +142,7 @@ pub async fn remove(
     axum::extract::Path(name): axum::extract::Path<String>,
     Query(query): Query<DeleteQuery>,
 ) -> Result<Json<Vec<DeleteItem>>, ApiError> {
-    let force = truthy(query.force.as_deref());
+    let force = bool_value(query.force.as_deref());
     let images = images_api(&state);
     let (mut image, found) = find(&state, &name).await?;
     let users = containers_using(&state, &image).await?;

@@ -1,8 +1,10 @@
 //! System routes: what a client asks before anything else (`/_ping` to
 //! negotiate, `/version` to show the server), and `/auth` (`docker
-//! login`). `/info`, `/events` and `/df` belong here too when they come.
+//! login`), and `/info` (the data center as one Docker host). `/df`
+//! belongs here too when it comes.
 
 mod auth;
+mod info;
 mod ping;
 mod version;
 
@@ -12,6 +14,7 @@ use axum::routing::{get, post};
 use super::DockerState;
 
 pub use auth::AuthResponse;
+pub use info::Info;
 pub use version::{ComponentVersion, PlatformInfo, VersionResponse};
 
 /// The system routes.
@@ -19,5 +22,6 @@ pub fn routes() -> Router<DockerState> {
     Router::new()
         .route("/_ping", get(ping::ping).head(ping::ping))
         .route("/version", get(version::version))
+        .route("/info", get(info::info))
         .route("/auth", post(auth::auth))
 }
