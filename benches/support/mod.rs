@@ -206,6 +206,22 @@ impl Dockerd {
         docker_at(&self.host(), self.dir.path(), args)
     }
 
+    /// The unix socket of its API (for raw HTTP clients).
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("docker.sock")
+    }
+
+    /// The temporary directory holding everything of it (the CLI's config
+    /// dir too).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// dockerd's own process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
     }
