@@ -9,51 +9,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::agent::{Agent, cordon};
 use common::node::{Node, can_run_zones};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// A running `sdc-docker agent` on `store`, stopped and its zones taken
-/// down on drop.
-struct Agent {
-    child: std::process::Child,
-    dir: tempfile::TempDir,
-}
-
-impl Agent {
-    fn start(store: &str, name: &str) -> Agent {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let log = std::fs::File::create(dir.path().join("agent.log")).expect("log file");
-        let child = std::process::Command::new(common::SDC_DOCKER)
-            .args(["agent", "--store", store, "--node-name", name, "--data-dir"])
-            .arg(dir.path().join("data"))
-            .env("RUST_LOG", "info")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting sdc-docker agent");
-        Agent { child, dir }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- sdc-docker agent log\n{}", self.log());
-        }
-        common::remove_zones(&self.dir.path().join("data"));
-    }
-}
 
 /// Field order is drop order: the agent and the server stop before etcd.
 struct Cluster {
@@ -97,7 +57,7 @@ impl Cluster {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        cordon(&node, &format!("node-{}", node.server.port));
+        cordon(&node.server, &format!("node-{}", node.server.port));
         Cluster {
             agent,
             node,
@@ -115,21 +75,6 @@ impl Cluster {
         let object: Value = serde_json::from_str(&out.stdout).expect("json");
         object["status"]["node"].as_str().unwrap_or("").to_owned()
     }
-}
-
-/// Marks node `name` unschedulable, as `sdc-docker edit node` would.
-fn cordon(node: &Node, name: &str) {
-    let out = node.server.sdc(&["get", "node", name, "-o", "json"]);
-    assert!(out.ok, "{out:?}");
-    let mut object: Value = serde_json::from_str(&out.stdout).expect("json");
-    object["spec"]["unschedulable"] = Value::Bool(true);
-    let file = node
-        .server
-        .write_file(&format!("{name}.json"), &object.to_string());
-    let out = node
-        .server
-        .sdc(&["apply", "-f", file.to_str().expect("utf-8")]);
-    assert!(out.ok, "{out:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

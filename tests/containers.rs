@@ -8,29 +8,6 @@ use std::time::{Duration, Instant};
 
 use common::node::{Node, can_run_zones};
 
-/// Runs `docker inspect -f format name` until `want` holds (30 s at most).
-async fn until_inspect(
-    node: &Node,
-    name: &str,
-    format: &str,
-    want: impl Fn(&str) -> bool,
-) -> String {
-    let start = Instant::now();
-    loop {
-        let out = node.docker(&["inspect", "-f", format, name]);
-        let now = out.stdout.trim().to_owned();
-        if out.ok && want(&now) {
-            return now;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{name}: {format} is {now:?}; {out:?}\n{}",
-            node.server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn docker_run_rm_prints_the_output_and_leaves_no_container() {
     if !can_run_zones() {
@@ -84,7 +61,8 @@ async fn create_then_start_then_stop_walks_the_states_docker_shows() {
     let id = created.stdout.trim().to_owned();
     assert_eq!(id.len(), 64, "{created:?}");
     assert_eq!(
-        until_inspect(&node, "web", "{{.State.Status}}", |_| true).await,
+        node.until_inspect("web", "{{.State.Status}}", |_| true)
+            .await,
         "created"
     );
     let started = node.docker(&["start", "web"]);
@@ -179,9 +157,9 @@ async fn kill_sends_the_named_signal_and_a_trapped_hup_keeps_the_container_runni
     let killed = node.docker(&["kill", "hup"]);
     assert!(killed.ok, "{killed:?}");
     assert_eq!(
-        until_inspect(&node, "hup", "{{.State.Status}} {{.State.ExitCode}}", |s| s
+        node.until_inspect("hup", "{{.State.Status}} {{.State.ExitCode}}", |s| s
             .starts_with("exited"))
-        .await,
+            .await,
         "exited 137"
     );
     let bad = node.docker(&["kill", "-s", "NOPE", "hup"]);

@@ -5,33 +5,8 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::http_tcp;
 use common::node::{Node, can_run_zones};
-
-/// Runs `docker inspect -f format name` until `want` holds (30 s at most).
-async fn until_inspect(
-    node: &Node,
-    name: &str,
-    format: &str,
-    want: impl Fn(&str) -> bool,
-) -> String {
-    let start = Instant::now();
-    loop {
-        let out = node.docker(&["inspect", "-f", format, name]);
-        let now = out.stdout.trim().to_owned();
-        if out.ok && want(&now) {
-            return now;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{name}: {format} is {now:?}; {out:?}\n{}",
-            node.server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// The lines `docker ARGS` printed, after checking it succeeded.
 fn lines(node: &Node, args: &[&str]) -> Vec<String> {
@@ -68,7 +43,8 @@ async fn three_containers(node: &Node) {
     assert_eq!(three.code, Some(3), "{three:?}");
     let fresh = node.docker(&["create", "--name", "fresh", &node.image, "true"]);
     assert!(fresh.ok, "{fresh:?}");
-    until_inspect(node, "web", "{{.State.Status}}", |s| s == "running").await;
+    node.until_inspect("web", "{{.State.Status}}", |s| s == "running")
+        .await;
 }
 
 #[tokio::test]
@@ -237,7 +213,8 @@ async fn inspect_shows_dockers_fields() {
     ]);
     assert!(run.ok, "{run:?}\n{}", node.server.log());
     let id = run.stdout.trim().to_owned();
-    until_inspect(&node, "web", "{{.State.Status}}", |s| s == "running").await;
+    node.until_inspect("web", "{{.State.Status}}", |s| s == "running")
+        .await;
     let fields = lines(
         &node,
         &[
@@ -302,7 +279,8 @@ async fn top_shows_the_containers_processes() {
     let node = Node::start().await;
     let run = node.docker(&["run", "-d", "--name", "web", &node.image, "sleep", "4242"]);
     assert!(run.ok, "{run:?}\n{}", node.server.log());
-    until_inspect(&node, "web", "{{.State.Status}}", |s| s == "running").await;
+    node.until_inspect("web", "{{.State.Status}}", |s| s == "running")
+        .await;
     let top = lines(&node, &["top", "web"]);
     assert!(top[0].starts_with("UID"), "{top:?}");
     assert_eq!(top.len(), 2, "only the container's process: {top:?}");
@@ -349,7 +327,8 @@ async fn a_renamed_container_keeps_running_and_its_exit_is_still_seen() {
     ]);
     assert!(run.ok, "{run:?}\n{}", node.server.log());
     let id = run.stdout.trim().to_owned();
-    until_inspect(&node, "old", "{{.State.Status}}", |s| s == "running").await;
+    node.until_inspect("old", "{{.State.Status}}", |s| s == "running")
+        .await;
     let created = lines(&node, &["inspect", "-f", "{{.Created}}", "old"]);
 
     let renamed = node.docker(&["rename", "old", "new"]);
@@ -374,10 +353,11 @@ async fn a_renamed_container_keeps_running_and_its_exit_is_still_seen() {
     );
 
     // The zone is the same one: its exit reaches the new name.
-    let ended = until_inspect(&node, "new", "{{.State.Status}} {{.State.ExitCode}}", |s| {
-        s.starts_with("exited")
-    })
-    .await;
+    let ended = node
+        .until_inspect("new", "{{.State.Status}} {{.State.ExitCode}}", |s| {
+            s.starts_with("exited")
+        })
+        .await;
     assert_eq!(ended, "exited 7");
 }
 

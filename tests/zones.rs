@@ -9,42 +9,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::Server;
+use common::agent::{Agent, cordon};
+use common::node::{TURN, ZoneCleanup, can_run_zones};
 use sdc_docker_testkit::{Format, Registry, busybox};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn can_run_zones() -> bool {
-    let root = common::is_root();
-    let runc = Path::new("/usr/bin/runc").exists() || Path::new("/usr/sbin/runc").exists();
-    if !(root && runc) {
-        eprintln!("skipped: running zones needs root and runc (scripts/install-deps.sh)");
-    }
-    root && runc
-}
-
-/// Stops and removes every zone of a test's server when dropped, even when
-/// the test failed: zones outlive their server by design, so a test must
-/// take its own down (`runc delete --force` kills the process; the monitor
-/// then exits; the rootfs is unmounted).
-///
-/// It also holds the tests' turn: the zone tests run one at a time, as two
-/// cores running several servers with tens of zones each would measure the
-/// machine, not the code (restart delays, start deadlines).
-struct ZoneCleanup(
-    std::path::PathBuf,
-    #[allow(dead_code)] Option<tokio::sync::OwnedMutexGuard<()>>,
-);
-
-/// Whose turn it is among the zone tests.
-static TURN: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
-    std::sync::LazyLock::new(Default::default);
-
-impl Drop for ZoneCleanup {
-    fn drop(&mut self) {
-        common::remove_zones(&self.0);
-    }
-}
 
 /// A server with busybox pulled from a fresh registry; the image reference.
 /// Bind the cleanup first (`let (_cleanup, server, …)`): bindings drop in
@@ -75,7 +45,7 @@ async fn node_with_busybox_on(
         .await;
     let server = Server::start_with(store, extra).await;
     let reference = format!("{}/library/busybox:latest", registry.host());
-    let cleanup = ZoneCleanup(server.dir().join("data"), Some(turn));
+    let cleanup = ZoneCleanup::new(server.dir().join("data"), Some(turn));
     let pulled = server.docker(&["pull", "-q", &reference]);
     assert!(pulled.ok, "{pulled:?}");
     (cleanup, server, registry, reference)
@@ -592,59 +562,6 @@ async fn a_syslog_log_driver_forwards_each_line_and_the_host_log_keeps_them_too(
     assert!(host.contains("hello") && host.contains("world"), "{host}");
 }
 
-/// A running `sdc-docker agent`: the node-scoped controllers of one more
-/// node, on a store shared with a server. Stopped, and its zones taken
-/// down, on drop.
-struct Agent {
-    child: std::process::Child,
-    dir: tempfile::TempDir,
-}
-
-impl Agent {
-    fn start(store: &str, name: &str) -> Agent {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let log = std::fs::File::create(dir.path().join("agent.log")).expect("log file");
-        let child = std::process::Command::new(common::SDC_DOCKER)
-            .args(["agent", "--store", store, "--node-name", name, "--data-dir"])
-            .arg(dir.path().join("data"))
-            .env("RUST_LOG", "info")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting sdc-docker agent");
-        Agent { child, dir }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- sdc-docker agent log\n{}", self.log());
-        }
-        common::remove_zones(&self.dir.path().join("data"));
-    }
-}
-
-/// Marks node `name` unschedulable, as `sdc-docker edit node` would.
-fn cordon(server: &Server, name: &str) {
-    let out = server.sdc(&["get", "node", name, "-o", "json"]);
-    assert!(out.ok, "{out:?}");
-    let mut node: Value = serde_json::from_str(&out.stdout).expect("json");
-    node["spec"]["unschedulable"] = Value::Bool(true);
-    let file = server.write_file(&format!("{name}.json"), &node.to_string());
-    let out = server.sdc(&["apply", "-f", file.to_str().expect("utf-8")]);
-    assert!(out.ok, "{out:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_placed_on_an_agent_node_runs_there_with_the_image_the_agent_pulled_itself() {
     if !can_run_zones() {
@@ -682,7 +599,7 @@ async fn a_container_placed_on_an_agent_node_runs_there_with_the_image_the_agent
     );
     // The layers are in the agent's own store now; the server's node ran
     // nothing.
-    let layers = std::fs::read_dir(agent.dir.path().join("data/images"))
+    let layers = std::fs::read_dir(agent.data_dir().join("images"))
         .expect("the agent's image store")
         .count();
     assert!(layers > 0);

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod node;
 
 use std::io::{Read, Write};

@@ -27,6 +27,14 @@ pub struct ZoneCleanup(
     #[allow(dead_code)] Option<tokio::sync::OwnedMutexGuard<()>>,
 );
 
+impl ZoneCleanup {
+    /// Takes down the zones under the data dir `data` when dropped, holding
+    /// `turn` until then.
+    pub fn new(data: PathBuf, turn: Option<tokio::sync::OwnedMutexGuard<()>>) -> ZoneCleanup {
+        ZoneCleanup(data, turn)
+    }
+}
+
 impl Drop for ZoneCleanup {
     fn drop(&mut self) {
         super::remove_zones(&self.0);
@@ -71,7 +79,7 @@ impl Node {
             .await;
         let server = Server::start_with(store, extra).await;
         let image = format!("{}/library/busybox:latest", registry.host());
-        let cleanup = ZoneCleanup(server.dir().join("data"), Some(turn));
+        let cleanup = ZoneCleanup::new(server.dir().join("data"), Some(turn));
         let pulled = server.docker(&["pull", "-q", &image]);
         assert!(pulled.ok, "{pulled:?}");
         Node {
@@ -85,5 +93,29 @@ impl Node {
     /// Runs the docker CLI against the server.
     pub fn docker(&self, args: &[&str]) -> super::Ran {
         self.server.docker(args)
+    }
+
+    /// Runs `docker inspect -f format name` until `want` holds (30 s at
+    /// most); what it printed then.
+    pub async fn until_inspect(
+        &self,
+        name: &str,
+        format: &str,
+        want: impl Fn(&str) -> bool,
+    ) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            let out = self.docker(&["inspect", "-f", format, name]);
+            let now = out.stdout.trim().to_owned();
+            if out.ok && want(&now) {
+                return now;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "{name}: {format} is {now:?}; {out:?}\n{}",
+                self.server.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 }

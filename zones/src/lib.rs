@@ -26,6 +26,6 @@ pub mod streams;
 pub use docker::{SpecError, zone_id, zone_spec};
 pub use driver::{ZoneDriver, ZoneError, ZoneEvent, ZoneInfo, ZoneState};
 pub use linux::{LinuxConfig, LinuxDriver};
-pub use spec::{BindMount, ImageLayers, LogSpec, ProcessSpec, ZoneSpec};
 pub use remote::RemoteStreams;
+pub use spec::{BindMount, ImageLayers, LogSpec, ProcessSpec, ZoneSpec};
 pub use streams::ZoneStreams;

@@ -220,7 +220,9 @@ async fn act(
             }
             RequestAction::Restart if container.spec.desired_state == DesiredState::Running => {
                 if live {
-                    driver.stop(id, signal, stop_timeout(request.timeout)).await?;
+                    driver
+                        .stop(id, signal, stop_timeout(request.timeout))
+                        .await?;
                 }
                 return driver.start(id).await.map(Some);
             }

@@ -18,8 +18,8 @@ mod restart;
 mod volume;
 
 pub use container::{
-    Container, ContainerSpec, ContainerState, ContainerStatus, DesiredState, LifecycleRequest, LogConfig,
-    Mount, PortBinding, RequestAction, RestartPolicy, RestartPolicyName,
+    Container, ContainerSpec, ContainerState, ContainerStatus, DesiredState, LifecycleRequest,
+    LogConfig, Mount, PortBinding, RequestAction, RestartPolicy, RestartPolicyName,
 };
 pub use image::{Image, ImageSpec, ImageStatus};
 pub use log_config::{
