@@ -454,7 +454,12 @@ async fn pump(
                         write_frames(&mut writer, END, b"").await?;
                     }
                 },
-                code = async { exit.as_mut().expect("polled only while some").await }, if exit.is_some() => {
+                code = async {
+                    match exit.as_mut() {
+                        Some(exit) => exit.await,
+                        None => std::future::pending().await,
+                    }
+                }, if exit.is_some() => {
                     exit = None;
                     match code {
                         Ok(code) => write_frames(&mut writer, EXIT, &code.to_be_bytes()).await?,
