@@ -312,3 +312,37 @@ async fn an_unknown_image_is_the_clis_no_such_image_error() {
     assert!(!ran.ok);
     assert!(ran.stderr.contains("nothing"), "{ran:?}");
 }
+
+#[tokio::test]
+async fn container_prune_removes_what_is_not_running_and_keeps_the_rest() {
+    if !can_run_zones() {
+        return;
+    }
+    let node = Node::start().await;
+    let created = node.docker(&["create", "--name", "idle", &node.image, "true"]);
+    assert!(created.ok, "{created:?}");
+    let exited = node.docker(&[
+        "run",
+        "--name",
+        "done",
+        "--label",
+        "keep=yes",
+        &node.image,
+        "true",
+    ]);
+    assert!(exited.ok, "{exited:?}");
+    let running = node.docker(&["run", "-d", "--name", "live", &node.image, "sleep", "1000"]);
+    assert!(running.ok, "{running:?}");
+    // A label filter spares what it excludes.
+    let pruned = node.docker(&["container", "prune", "-f", "--filter", "label!=keep=yes"]);
+    assert!(pruned.ok, "{pruned:?}");
+    let left = node.docker(&["ps", "-a", "--format", "{{.Names}}"]);
+    let mut names: Vec<&str> = left.stdout.lines().collect();
+    names.sort_unstable();
+    assert_eq!(names, ["done", "live"], "{left:?}");
+    let pruned = node.docker(&["container", "prune", "-f"]);
+    assert!(pruned.ok, "{pruned:?}");
+    assert!(pruned.stdout.contains("Deleted Containers:"), "{pruned:?}");
+    let left = node.docker(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert_eq!(left.stdout.trim(), "live", "{left:?}");
+}

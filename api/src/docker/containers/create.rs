@@ -269,6 +269,9 @@ fn refuse_set(
     Ok(())
 }
 
+/// Why ports and networks are refused for now.
+const NO_NETWORK: &str = "containers get a network namespace with loopback only until the networking controller gives them interfaces";
+
 /// A fresh 64-hex id.
 fn new_id() -> String {
     let mut bytes = [0u8; 32];
@@ -359,10 +362,10 @@ fn networks(
         }
     }
     names.retain(|n| !matches!(n.as_str(), "bridge" | "default"));
-    if names.len() > 1 {
-        return Err(ApiError::bad_request(
-            "Container cannot be connected to network endpoints: more than one network at create",
-        ));
+    if let Some(name) = names.first() {
+        return Err(ApiError::bad_request(format!(
+            "--network {name} is not supported by this sdc-docker yet: {NO_NETWORK}"
+        )));
     }
     Ok(names)
 }
@@ -397,6 +400,21 @@ fn spec_of(config: Config) -> Result<ContainerSpec, ApiError> {
                 host_port: binding.host_port,
             });
         }
+    }
+    if !port_bindings.is_empty() || host.publish_all_ports {
+        let flag = if port_bindings.is_empty() {
+            "-P/--publish-all"
+        } else {
+            "-p/--publish"
+        };
+        return Err(ApiError::bad_request(format!(
+            "{flag} is not supported by this sdc-docker yet: {NO_NETWORK}"
+        )));
+    }
+    if host.cpu_shares != 0 {
+        return Err(ApiError::bad_request(
+            "--cpu-shares is not supported by sdc-docker: a container's CPU share comes from its package (chosen by -m or the com.joyent.package label)",
+        ));
     }
     let mut exposed_ports: Vec<String> = config
         .exposed_ports
@@ -682,16 +700,37 @@ mod tests {
     }
 
     #[test]
-    fn ports_are_normalised_and_bound_ports_are_exposed() {
-        let spec = parse(
-            serde_json::json!({"Image": "b", "ExposedPorts": {"53/udp": {}},
-            "HostConfig": {"PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}}}),
-        )
-        .expect("accepted");
+    fn exposed_ports_are_normalised_and_publishing_or_networks_are_refused_by_flag() {
+        let spec =
+            parse(serde_json::json!({"Image": "b", "ExposedPorts": {"53/udp": {}, "80": {}}}))
+                .expect("accepted");
         assert_eq!(spec.exposed_ports, ["53/udp", "80/tcp"]);
-        assert_eq!(spec.port_bindings[0].host_port, "8080");
         assert!(normalize_port("http").is_err());
-        assert_eq!(normalize_port("80").ok().as_deref(), Some("80/tcp"));
+        let e = parse(serde_json::json!({"Image": "b",
+            "HostConfig": {"PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}}}))
+        .expect_err("refused");
+        assert!(
+            e.message().starts_with("-p/--publish is not supported"),
+            "{}",
+            e.message()
+        );
+        let e = parse(serde_json::json!({"Image": "b", "HostConfig": {"PublishAllPorts": true}}))
+            .expect_err("refused");
+        assert!(
+            e.message().starts_with("-P/--publish-all"),
+            "{}",
+            e.message()
+        );
+        let e = parse(serde_json::json!({"Image": "b", "HostConfig": {"NetworkMode": "backend"}}))
+            .expect_err("refused");
+        assert!(
+            e.message().starts_with("--network backend"),
+            "{}",
+            e.message()
+        );
+        let e = parse(serde_json::json!({"Image": "b", "HostConfig": {"CpuShares": 512}}))
+            .expect_err("refused");
+        assert!(e.message().contains("package"), "{}", e.message());
     }
 
     #[test]
