@@ -51,6 +51,12 @@ fn run(command: &mut Command) -> Result<(), String> {
 /// The virtualenv with docker-py, made if missing; `Err` says why it
 /// could not be.
 fn docker_py_venv() -> Result<PathBuf, String> {
+    // The tests of this file run at once in one process: one makes the
+    // virtualenv, the others wait for it (the temporary name is per process).
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = MAKING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let venv = target.join("docker-py-venv");
     if has_sdk(&venv) {
