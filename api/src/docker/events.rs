@@ -26,6 +26,21 @@
 //!
 //! The last [`CAPACITY`] events are kept for `since`/`until` replay; live
 //! subscribers get the rest through a broadcast channel.
+//!
+//! Deriving events needs the last seen version of every Container and
+//! Image, so the log has them decoded anyway, and [`EventLog::snapshot`]
+//! lends them out: `docker ps` reads them instead of listing and decoding
+//! the store (the decoding was most of a listing's time). The snapshot is
+//! only handed out once the log has applied every change up to the
+//! store's revision at the time of the call, so a client reads its own
+//! writes. That rests on every key this server writes being under
+//! [`keys::ROOT`], which the log watches (in a store whose revision other
+//! writers also move, the log reaches it only with the next change under
+//! the root, and callers fall back to the store after their wait), and on
+//! a revision changing one key, as every write here does (a revision
+//! deleting several leased keys at once may be seen half applied for a
+//! moment). Objects are shared (`Arc`), never copied, and one whose latest
+//! value does not decode is left out, as a store listing leaves it out.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
@@ -183,8 +198,13 @@ pub struct EventLog {
     /// Live events.
     live: broadcast::Sender<EventMessage>,
     /// The store revision the log has derived events up to (-1 before the
-    /// first list).
+    /// first list). Advanced only once the change is applied to `objects`,
+    /// so whoever sees it reach a revision finds every change up to it
+    /// there.
     seen: watch::Receiver<i64>,
+    /// The last seen version of every Container and Image. Only the task
+    /// following the store changes it; [`EventLog::snapshot`] reads it.
+    objects: Mutex<Objects>,
     /// The store, to learn which revision to catch up to.
     store: Arc<dyn Store>,
 }
@@ -200,6 +220,7 @@ impl EventLog {
             recent: Mutex::new(VecDeque::new()),
             live,
             seen,
+            objects: Mutex::new(Objects::default()),
             store: store.clone(),
         });
         match tokio::runtime::Handle::try_current() {
@@ -227,6 +248,35 @@ impl EventLog {
         if !matches!(reached, Ok(Ok(_))) {
             tracing::debug!(target, "events: answering before the log caught up");
         }
+    }
+
+    /// The Containers and Images of the default account as the store has
+    /// them at least at its revision when called (later changes may be in
+    /// too), or `None` when the log has not caught up within `within` or
+    /// the store's revision cannot be read: the caller then reads the
+    /// store itself.
+    pub async fn snapshot(&self, within: Duration) -> Option<Snapshot> {
+        let target = match self.store.revision().await {
+            Ok(revision) => revision,
+            Err(e) => {
+                tracing::debug!(error = %e, "events: cannot read the store's revision; no snapshot");
+                return None;
+            }
+        };
+        let mut seen = self.seen.clone();
+        if *seen.borrow() < target {
+            let reached = tokio::time::timeout(within, seen.wait_for(|r| *r >= target)).await;
+            if !matches!(reached, Ok(Ok(_))) {
+                tracing::debug!(target, "events: the log is behind the store; no snapshot");
+                return None;
+            }
+        }
+        Some(self.objects().snapshot())
+    }
+
+    /// The objects, whoever panicked while holding them.
+    fn objects(&self) -> std::sync::MutexGuard<'_, Objects> {
+        self.objects.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Adds `events` to the log and sends them to live subscribers.
@@ -275,7 +325,6 @@ impl EventLog {
 /// watches from the list's revision; relists when history was compacted;
 /// watches again, after a growing pause, when the store fails.
 async fn follow(store: Arc<dyn Store>, log: Weak<EventLog>, seen: watch::Sender<i64>) {
-    let mut objects = Objects::default();
     let mut retry = RETRY_FIRST;
     let mut seeded = false;
     // Waits `retry` (doubling it), or ends the task once the log is gone.
@@ -297,14 +346,19 @@ async fn follow(store: Arc<dyn Store>, log: Weak<EventLog>, seen: watch::Sender<
                 continue;
             }
         };
-        let events = objects.resync(&kvs, now());
         let Some(alive) = log.upgrade() else { return };
+        let events = {
+            let mut objects = alive.objects();
+            let events = objects.resync(&kvs, now());
+            if !seeded {
+                // The first list only says how things stand.
+                objects.renamed.clear();
+                objects.pending.clear();
+            }
+            events
+        };
         if seeded {
             alive.publish(events);
-        } else {
-            // The first list only says how things stand.
-            objects.renamed.clear();
-            objects.pending.clear();
         }
         drop(alive);
         seeded = true;
@@ -327,8 +381,8 @@ async fn follow(store: Arc<dyn Store>, log: Weak<EventLog>, seen: watch::Sender<
                 match item {
                     Some(Ok(WatchItem::Event(event))) => {
                         retry = RETRY_FIRST;
-                        let events = objects.apply(&event, now());
                         let Some(alive) = log.upgrade() else { return };
+                        let events = alive.objects().apply(&event, now());
                         alive.publish(events);
                         next = event.revision() + 1;
                         seen.send_replace(event.revision());
@@ -357,14 +411,32 @@ fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
+/// What [`EventLog::snapshot`] lends: the objects themselves, shared.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// Every Container of the default account, in no particular order.
+    pub containers: Vec<Arc<Container>>,
+    /// Every Image of the default account, in no particular order.
+    pub images: Arc<[Image]>,
+}
+
 /// The last seen version of each Container and Image of the default
 /// account, and what a change of one means in Docker's events.
 #[derive(Default)]
 struct Objects {
     /// Containers by name.
-    containers: HashMap<String, Container>,
+    containers: HashMap<String, Arc<Container>>,
     /// Images by name.
     images: HashMap<String, Image>,
+    /// The images as one list, built when a snapshot first needs it after
+    /// an image changed (images change far less often than they are
+    /// listed).
+    image_list: Option<Arc<[Image]>>,
+    /// Containers whose latest value does not decode: still known, for
+    /// their events, but left out of snapshots.
+    undecodable_containers: HashSet<String>,
+    /// Images whose latest value does not decode, likewise.
+    undecodable_images: HashSet<String>,
     /// Names whose container lives on under another name: their deletion
     /// is the end of a rename, not a `destroy`.
     renamed: HashSet<String>,
@@ -386,19 +458,50 @@ impl Objects {
         if plural == Kind::Container.plural() {
             let new = if put { valid(&event.kv) } else { None };
             if put && new.is_none() {
-                // A value that does not decode says nothing about the container.
+                // A value that does not decode says nothing about the
+                // container, but a store listing would not show it.
+                self.undecodable_containers.insert(name.to_owned());
                 return Vec::new();
             }
             self.container_changed(name, new, now)
         } else if plural == Kind::Image.plural() {
             let new = if put { valid(&event.kv) } else { None };
             if put && new.is_none() {
+                self.undecodable_images.insert(name.to_owned());
+                self.image_list = None;
                 return Vec::new();
             }
             self.image_changed(name, new, now)
         } else {
             Vec::new()
         }
+    }
+
+    /// The objects a store listing would show now.
+    fn snapshot(&mut self) -> Snapshot {
+        let containers = if self.undecodable_containers.is_empty() {
+            self.containers.values().cloned().collect()
+        } else {
+            self.containers
+                .iter()
+                .filter(|(name, _)| !self.undecodable_containers.contains(*name))
+                .map(|(_, c)| c.clone())
+                .collect()
+        };
+        let images = match &self.image_list {
+            Some(list) => list.clone(),
+            None => {
+                let list: Arc<[Image]> = self
+                    .images
+                    .iter()
+                    .filter(|(name, _)| !self.undecodable_images.contains(*name))
+                    .map(|(_, i)| i.clone())
+                    .collect();
+                self.image_list = Some(list.clone());
+                list
+            }
+        };
+        Snapshot { containers, images }
     }
 
     /// Replaces what was seen with a fresh list of the store, returning the
@@ -459,6 +562,8 @@ impl Objects {
         new: Option<Container>,
         now: OffsetDateTime,
     ) -> Vec<EventMessage> {
+        self.undecodable_containers.remove(name);
+        let new = new.map(Arc::new);
         let old = match &new {
             Some(c) => self.containers.insert(name.to_owned(), c.clone()),
             None => self.containers.remove(name),
@@ -491,7 +596,7 @@ impl Objects {
                     None => {
                         let created = new.metadata.creation_timestamp.unwrap_or(now);
                         let mut events = vec![container_event(&new, "create", created, [])];
-                        let mut before = new.clone();
+                        let mut before = Container::clone(&new);
                         before.status = Default::default();
                         before.spec.request = None;
                         before.spec.desired_state = DesiredState::Created;
@@ -654,6 +759,8 @@ impl Objects {
         new: Option<Image>,
         now: OffsetDateTime,
     ) -> Vec<EventMessage> {
+        self.undecodable_images.remove(name);
+        self.image_list = None;
         let old = match &new {
             Some(i) => self.images.insert(name.to_owned(), i.clone()),
             None => self.images.remove(name),
@@ -1323,6 +1430,111 @@ mod tests {
         let delete = &events[5];
         assert_eq!(delete.actor.id, id);
         assert!(!delete.actor.attributes.contains_key("maintainer"));
+    }
+
+    fn names(snapshot: &Snapshot) -> Vec<String> {
+        let mut names: Vec<String> = snapshot
+            .containers
+            .iter()
+            .map(|c| c.metadata.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_taken_right_after_a_write_has_it() {
+        let store = TestStore::new().await;
+        let log = EventLog::start(store.store.clone());
+        let api = Api::<Container>::default_account(store.store.clone());
+        let within = Duration::from_secs(10);
+        let empty = log.snapshot(within).await.expect("a snapshot");
+        assert!(empty.containers.is_empty() && empty.images.is_empty());
+        for name in ["a", "b", "c"] {
+            let mut spec = spec();
+            spec.id = name.repeat(64);
+            let written = api
+                .create(&Container::new(name, spec))
+                .await
+                .expect("created");
+            // No waiting: the snapshot waits for the log itself.
+            let snapshot = log.snapshot(within).await.expect("a snapshot");
+            let seen = snapshot
+                .containers
+                .iter()
+                .find(|c| c.metadata.name == name)
+                .expect("the container just written");
+            assert_eq!(
+                seen.metadata.resource_version,
+                written.metadata.resource_version
+            );
+        }
+        let b = api.get("b").await.expect("b");
+        let running = api
+            .update_status(&observed(&b, |c| c.status.state = ContainerState::Running))
+            .await
+            .expect("running");
+        let snapshot = log.snapshot(within).await.expect("a snapshot");
+        let seen = snapshot.containers.iter().find(|c| c.metadata.name == "b");
+        assert_eq!(seen.map(|c| c.status.state), Some(ContainerState::Running));
+        assert_eq!(
+            seen.map(|c| c.metadata.resource_version),
+            Some(running.metadata.resource_version)
+        );
+        api.delete("a", None).await.expect("deleted");
+        assert_eq!(
+            names(&log.snapshot(within).await.expect("a snapshot")),
+            ["b", "c"]
+        );
+        Api::<Image>::default_account(store.store.clone())
+            .create(&Image::new("i", ImageSpec::default()))
+            .await
+            .expect("image");
+        let snapshot = log.snapshot(within).await.expect("a snapshot");
+        assert_eq!(snapshot.images.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_container_whose_value_stops_decoding_leaves_the_snapshot_as_it_leaves_a_listing() {
+        let store = TestStore::new().await;
+        let log = EventLog::start(store.store.clone());
+        let api = Api::<Container>::default_account(store.store.clone());
+        let within = Duration::from_secs(10);
+        let written = api
+            .create(&Container::new("web", spec()))
+            .await
+            .expect("created");
+        assert_eq!(
+            names(&log.snapshot(within).await.expect("a snapshot")),
+            ["web"]
+        );
+        let key = keys::object(Kind::Container.plural(), keys::DEFAULT_ACCOUNT, "web");
+        store
+            .store
+            .update(
+                &key,
+                b"{not json".to_vec(),
+                written.metadata.resource_version,
+                None,
+            )
+            .await
+            .expect("overwritten");
+        assert!(api.list().await.expect("listed").items.is_empty());
+        let snapshot = log.snapshot(within).await.expect("a snapshot");
+        assert!(snapshot.containers.is_empty(), "{:?}", names(&snapshot));
+        // A valid value brings it back.
+        let (kv, _) = store.store.list(&key).await.expect("listed");
+        let revision = kv.first().map(|kv| kv.mod_revision).expect("the key");
+        let value = serde_json::to_vec(&written).expect("JSON");
+        store
+            .store
+            .update(&key, value, revision, None)
+            .await
+            .expect("repaired");
+        assert_eq!(
+            names(&log.snapshot(within).await.expect("a snapshot")),
+            ["web"]
+        );
     }
 
     fn filter(raw: &str) -> EventFilter {

@@ -2,11 +2,20 @@
 //! and Docker's human status text (`Up 3 seconds`, `Exited (1) 2 minutes
 //! ago`).
 //!
-//! A listing is one list of the Container objects and one of the Image
-//! objects, whatever the number of containers: the image configs give the
-//! commands and labels the containers inherit. Only `size=1` reaches the
-//! nodes (a container's writable layer is measured from its zone's
-//! changes).
+//! A listing reads the Container and Image objects, whatever the number
+//! of containers: the image configs give the commands and labels the
+//! containers inherit. It takes them, already decoded and shared, from the
+//! [`EventLog`](crate::docker::events::EventLog), which follows every
+//! change of the store anyway: once the log has caught up with the store's
+//! revision at the time of the request, it holds at least what a store
+//! listing would give (so `docker ps` right after `docker run -d` or
+//! `docker rm` shows it), without reading and decoding a thousand values
+//! (most of a listing's time when it read the store). When the log lags
+//! (a relist after compaction, a store that cannot tell its revision) for
+//! longer than [`FRESH_WITHIN`], the listing reads the store itself, as
+//! it always did. The answer is then serialized once into a buffer sized
+//! for it. Only `size=1` reaches the nodes (a container's writable layer is
+//! measured from its zone's changes).
 //!
 //! What a container is shown as (its merged config, ports, mounts,
 //! networks, creation time) is worked out here and shared with
@@ -14,10 +23,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::Json;
 use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use http::{HeaderValue, header};
 use regex::Regex;
 use sdc_docker_images::lookup::find_in;
 use sdc_docker_store::model::{Container, ContainerState, Image};
@@ -222,6 +233,17 @@ pub(crate) const KNOWN_FILTERS: &[&str] = &[
     "volume",
 ];
 
+/// How long a listing waits for the event log to catch up with the store
+/// before it reads the store itself: about what reading and decoding a
+/// thousand containers from the store takes, so waiting longer would be
+/// slower than not waiting. The log is normally behind by one watch hop,
+/// well under a millisecond.
+const FRESH_WITHIN: Duration = Duration::from_millis(20);
+
+/// Bytes of JSON a row of the answer takes, about: the answer's buffer is
+/// sized from it so serializing it does not copy it as it grows.
+const ROW_BYTES: usize = 768;
+
 /// Docker's container state words.
 const STATES: &[&str] = &[
     "created",
@@ -240,7 +262,7 @@ const HEALTHS: &[&str] = &["starting", "healthy", "unhealthy", "none"];
 pub(super) async fn list(
     State(state): State<DockerState>,
     Query(query): Query<ListQuery>,
-) -> Result<Json<Vec<ContainerSummary>>, ApiError> {
+) -> Result<Response, ApiError> {
     let mut filters = Filters::parse(query.filters.as_deref(), KNOWN_FILTERS)?;
     for (name, value) in [("before", &query.before), ("since", &query.since)] {
         if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
@@ -258,17 +280,24 @@ pub(super) async fn list(
         limit,
         filters,
     };
-    let (containers, images) = (containers_api(&state), images_api(&state));
-    let (containers, images) = tokio::try_join!(containers.list(), images.list())?;
-    let mut images = Images::new(&images.items);
+    let (containers, images) = match state.events.snapshot(FRESH_WITHIN).await {
+        Some(snapshot) => (snapshot.containers, snapshot.images),
+        None => {
+            let (containers, images) = (containers_api(&state), images_api(&state));
+            let (containers, images) = tokio::try_join!(containers.list(), images.list())?;
+            let containers = containers.items.into_iter().map(Arc::new).collect();
+            (containers, Arc::from(images.items))
+        }
+    };
+    let mut images = Images::new(&images);
     let now = OffsetDateTime::now_utc();
-    let chosen = select(&containers.items, &mut images, &options)?;
+    let chosen = select(&containers, &mut images, &options)?;
     let mut rows: Vec<ContainerSummary> = chosen
         .iter()
         .map(|c| summary(c, &mut images, now))
         .collect();
     if bool_value(query.size.as_deref()) {
-        let owned: Vec<Container> = chosen.iter().map(|c| (*c).clone()).collect();
+        let owned: Vec<Arc<Container>> = chosen.iter().copied().cloned().collect();
         let sizes: Vec<i64> = futures::stream::iter(owned)
             .map(|c| {
                 let state = state.clone();
@@ -283,7 +312,22 @@ pub(super) async fn list(
             row.size_root_fs = Some(image + rw);
         }
     }
-    Ok(Json(rows))
+    json(&rows)
+}
+
+/// `rows` as a JSON answer, written once into a buffer of about its size.
+fn json(rows: &[ContainerSummary]) -> Result<Response, ApiError> {
+    let mut body = Vec::with_capacity(rows.len().saturating_add(1).saturating_mul(ROW_BYTES));
+    serde_json::to_writer(&mut body, rows)
+        .map_err(|e| ApiError::internal(format!("writing the container list: {e}")))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
 
 /// What `docker ps` asked for.
@@ -774,6 +818,11 @@ impl Pattern {
         }
     }
 
+    /// Whether no value was given (everything matches).
+    fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
     fn matches(&self, text: &str) -> bool {
         self.values.is_empty()
             || self.values.iter().any(|v| v == text)
@@ -783,7 +832,7 @@ impl Pattern {
 
 /// A container of `all` by full id, exact name or unique id prefix, as
 /// moby's `idOrNameFilter` finds the `before` and `since` containers.
-fn find_listed<'a>(all: &'a [Container], name: &str) -> Result<&'a Container, ApiError> {
+fn find_listed<'a>(all: &'a [Arc<Container>], name: &str) -> Result<&'a Arc<Container>, ApiError> {
     let bare = name.strip_prefix('/').unwrap_or(name);
     if let Some(c) = all
         .iter()
@@ -833,10 +882,10 @@ fn port_filter(key: &str, value: &str) -> Result<BTreeSet<(u16, String)>, ApiErr
 /// The containers of `all` that `options` let through, newest first, as
 /// moby's `foldFilter` and `includeContainerInList` choose them.
 pub(crate) fn select<'a>(
-    all: &'a [Container],
+    all: &'a [Arc<Container>],
     images: &mut Images<'_>,
     options: &ListOptions,
-) -> Result<Vec<&'a Container>, ApiError> {
+) -> Result<Vec<&'a Arc<Container>>, ApiError> {
     let filters = &options.filters;
     let mut show_all = options.all;
 
@@ -909,7 +958,7 @@ pub(crate) fn select<'a>(
     let volumes = filters.get("volume");
     let networks_wanted = filters.get("network");
 
-    let mut sorted: Vec<(OffsetDateTime, String, &Container)> =
+    let mut sorted: Vec<(OffsetDateTime, String, &Arc<Container>)> =
         all.iter().map(|c| (created(c), c.docker_id(), c)).collect();
     sorted.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
 
@@ -929,7 +978,7 @@ pub(crate) fn select<'a>(
             continue;
         }
         let name = &container.metadata.name;
-        if !names.matches(&format!("/{name}")) && !names.matches(name) {
+        if !names.is_empty() && !names.matches(&format!("/{name}")) && !names.matches(name) {
             continue;
         }
         if !ids.matches(&id) {
@@ -940,7 +989,7 @@ pub(crate) fn select<'a>(
             continue;
         }
         let image = images.config_of(container);
-        if !filters.labels_match(&merged_labels(container, &image)) {
+        if filters.contains("label") && !filters.labels_match(&merged_labels(container, &image)) {
             continue;
         }
         if options.limit > 0 && chosen.len() as i64 == options.limit {
@@ -1060,7 +1109,7 @@ mod tests {
     }
 
     fn names(filters: &str, all_flag: bool, limit: i64) -> Result<Vec<String>, ApiError> {
-        let containers = all();
+        let containers: Vec<Arc<Container>> = all().into_iter().map(Arc::new).collect();
         let images = vec![busybox()];
         let mut images = Images::new(&images);
         let options = ListOptions {
@@ -1292,6 +1341,59 @@ mod tests {
             body_json(response).await["message"],
             "invalid filter 'status=asleep'"
         );
+    }
+
+    #[tokio::test]
+    async fn a_listing_right_after_a_create_or_a_removal_shows_it() {
+        use axum::body::Body;
+        use tower::ServiceExt;
+
+        use crate::test_support::{TestStore, body_json};
+
+        let store = TestStore::new().await;
+        let router = crate::docker::router(
+            store.store.clone(),
+            store.image_context(),
+            crate::docker::NodeStreams::new(),
+        );
+        let listed = || async {
+            let request = http::Request::builder()
+                .uri("/containers/json?all=1")
+                .body(Body::empty())
+                .expect("request");
+            let response = router.clone().oneshot(request).await.expect("infallible");
+            assert_eq!(response.status(), http::StatusCode::OK);
+            assert_eq!(
+                response.headers()[http::header::CONTENT_TYPE],
+                "application/json"
+            );
+            let rows = body_json(response).await;
+            let mut names: Vec<String> = rows
+                .as_array()
+                .expect("a list")
+                .iter()
+                .map(|row| row["Names"][0].as_str().unwrap_or_default().to_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert!(listed().await.is_empty());
+        Api::<Image>::default_account(store.store.clone())
+            .create(&busybox())
+            .await
+            .expect("image");
+        let api = Api::<Container>::default_account(store.store.clone());
+        let mut expected = Vec::new();
+        for c in all() {
+            // Each listing follows the write before it, without waiting.
+            api.create(&c).await.expect("created");
+            expected.push(format!("/{}", c.metadata.name));
+            expected.sort();
+            assert_eq!(listed().await, expected);
+        }
+        api.delete("web", None).await.expect("removed");
+        expected.retain(|n| n != "/web");
+        assert_eq!(listed().await, expected);
     }
 
     #[test]
