@@ -279,6 +279,12 @@ impl EventLog {
         self.objects.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// How many clients follow `/events` now (`docker info`'s
+    /// `NEventsListener`).
+    pub fn listeners(&self) -> usize {
+        self.live.receiver_count()
+    }
+
     /// Adds `events` to the log and sends them to live subscribers.
     fn publish(&self, events: Vec<EventMessage>) {
         if events.is_empty() {

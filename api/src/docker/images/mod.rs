@@ -45,6 +45,9 @@ pub struct ImageContext {
     pub client: Client,
     /// The platform pulled when the request names none.
     pub default_platform: Platform,
+    /// The registries spoken to in plain HTTP (`--insecure-registry`),
+    /// as `docker info` shows them.
+    pub insecure_registries: Vec<String>,
 }
 
 impl ImageContext {
@@ -55,13 +58,14 @@ impl ImageContext {
         insecure_registries: Vec<String>,
     ) -> Result<ImageContext, RegistryError> {
         let client = Client::new(ClientConfig {
-            insecure_registries,
+            insecure_registries: insecure_registries.clone(),
             ..ClientConfig::default()
         })?;
         Ok(ImageContext {
             store,
             client,
             default_platform: Platform::linux_amd64(),
+            insecure_registries,
         })
     }
 

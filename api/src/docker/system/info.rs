@@ -326,6 +326,8 @@ struct Host {
     root_dir: String,
     open_files: i64,
     tasks: i64,
+    insecure_registries: Vec<String>,
+    events_listeners: i64,
 }
 
 impl Host {
@@ -351,6 +353,8 @@ impl Host {
             open_files: std::fs::read_dir("/proc/self/fd").map_or(-1, |d| d.count() as i64),
             tasks: tokio::runtime::Handle::try_current()
                 .map_or(0, |h| h.metrics().num_alive_tasks() as i64),
+            insecure_registries: state.images.insecure_registries.clone(),
+            events_listeners: i64::try_from(state.events.listeners()).unwrap_or(i64::MAX),
         }
     }
 }
@@ -378,18 +382,31 @@ fn log_drivers() -> Vec<String> {
         .collect()
 }
 
-/// Docker's default registry settings: Docker Hub over TLS, loopback
-/// registries in plain HTTP (as sdc-docker's registry client treats them).
-fn registry_config() -> RegistryConfig {
+/// The registry settings as dockerd shows them: Docker Hub over TLS,
+/// loopback registries in plain HTTP (as sdc-docker's registry client
+/// treats them), and each `--insecure-registry` host as an insecure index.
+fn registry_config(insecure: &[String]) -> RegistryConfig {
     let hub = IndexInfo {
         name: "docker.io".to_string(),
         mirrors: Vec::new(),
         secure: true,
         official: true,
     };
+    let mut index_configs = BTreeMap::from([(hub.name.clone(), hub)]);
+    for host in insecure {
+        index_configs.insert(
+            host.clone(),
+            IndexInfo {
+                name: host.clone(),
+                mirrors: Vec::new(),
+                secure: false,
+                official: false,
+            },
+        );
+    }
     RegistryConfig {
         insecure_registry_cidrs: vec!["::1/128".to_string(), "127.0.0.0/8".to_string()],
-        index_configs: BTreeMap::from([(hub.name.clone(), hub)]),
+        index_configs,
         mirrors: Vec::new(),
     }
 }
@@ -449,13 +466,13 @@ impl Info {
             logging_driver: "json-file".to_string(),
             cgroup_driver: "cgroupfs".to_string(),
             cgroup_version: host.cgroup_version.to_string(),
-            n_events_listener: 0,
+            n_events_listener: host.events_listeners,
             kernel_version: kernel_version(),
             operating_system: OPERATING_SYSTEM.to_string(),
             os_type: "linux".to_string(),
             architecture: host.machine,
             index_server_address: INDEX_SERVER_ADDRESS.to_string(),
-            registry_config: registry_config(),
+            registry_config: registry_config(&host.insecure_registries),
             ncpu,
             mem_total,
             generic_resources: None,
@@ -678,5 +695,14 @@ mod tests {
             json["RegistryConfig"]["InsecureRegistryCIDRs"],
             serde_json::json!(["::1/128", "127.0.0.0/8"])
         );
+    }
+
+    #[test]
+    fn insecure_registries_show_as_insecure_indexes_beside_docker_hub() {
+        let config = registry_config(&["myreg.local:5000".to_string()]);
+        let json = serde_json::to_value(&config).expect("json");
+        assert_eq!(json["IndexConfigs"]["docker.io"]["Secure"], true);
+        assert_eq!(json["IndexConfigs"]["myreg.local:5000"]["Secure"], false);
+        assert_eq!(json["IndexConfigs"]["myreg.local:5000"]["Official"], false);
     }
 }
