@@ -37,6 +37,18 @@ enum Bound {
 
 /// Run the server until `shutdown` completes (or a listener fails).
 pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    // Every address is bound before anything else takes a port: the node's
+    // streams server and the store's connections use ephemeral ports, which
+    // could otherwise take an address given on the command line (a port a
+    // test or an operator picked as free) before it is bound.
+    let mut docker_listeners = Vec::new();
+    for host in &args.hosts {
+        docker_listeners.push(bind(host).await?);
+    }
+    if let Address::Tcp(_) = args.admin_host {
+        tracing::warn!(address = %args.admin_host, "the admin API has no authentication; anyone who reaches this address can change every object");
+    }
+    let admin_listener = bind(&args.admin_host).await?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
     let store = sdc_docker_store::connect(&args.store, &args.data_dir)
@@ -87,13 +99,10 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()> + Send) -> 
     let metrics = manager.metrics();
     let admin = sdc_docker_api::admin::router(store.clone(), Arc::new(move || metrics.render()));
     let mut bound = Vec::new();
-    for host in &args.hosts {
-        bound.push((bind(host).await?, docker.clone(), "docker"));
+    for listener in docker_listeners {
+        bound.push((listener, docker.clone(), "docker"));
     }
-    if let Address::Tcp(_) = args.admin_host {
-        tracing::warn!(address = %args.admin_host, "the admin API has no authentication; anyone who reaches this address can change every object");
-    }
-    bound.push((bind(&args.admin_host).await?, admin, "admin"));
+    bound.push((admin_listener, admin, "admin"));
 
     let (stop, stopped) = watch::channel(false);
     let mut manager_stopped = stopped.clone();
