@@ -153,6 +153,52 @@ async fn pulling_a_layered_busybox_records_the_image_and_unpacks_its_layers() {
 }
 
 #[tokio::test]
+async fn zstd_uncompressed_and_gzip_layers_are_pulled_verified_and_unpacked_alike() {
+    for format in [Format::Docker, Format::Oci] {
+        let registry = Registry::start().await;
+        let image = busybox::mixed_compression(format);
+        assert_eq!(
+            image.id(),
+            busybox::layered(format).id(),
+            "same tars, same image"
+        );
+        registry.push("library/busybox", "mixed", &image).await;
+        let node = node();
+
+        let (result, _) = node
+            .pull(&registry.reference("library/busybox", "mixed"))
+            .await;
+        let pulled = result.unwrap_or_else(|e| panic!("{format:?}: {e}"));
+
+        assert_eq!(pulled.spec.id, image.id());
+        assert_eq!(pulled.spec.diff_ids, image.diff_ids());
+        for layer in &image.layers {
+            assert!(
+                node.store.has_blob(&digest(&layer.blob.digest)),
+                "{format:?}: the {:?} blob is stored under its own digest",
+                layer.compression
+            );
+        }
+        let lower = node.store.lower_dirs(&pulled);
+        assert_eq!(lower.len(), 3);
+        assert_eq!(
+            std::fs::read(lower[2].join("bin/busybox")).unwrap(),
+            std::fs::read(busybox::binary()).unwrap(),
+            "{format:?}: the zstd layer unpacks the busybox binary byte for byte"
+        );
+        assert_eq!(
+            std::fs::read_link(lower[1].join("bin/sh")).unwrap(),
+            Path::new("busybox"),
+            "{format:?}: the uncompressed layer unpacks its symlinks"
+        );
+        assert_eq!(
+            std::fs::read_to_string(lower[0].join("etc/motd")).unwrap(),
+            busybox::MOTD
+        );
+    }
+}
+
+#[tokio::test]
 async fn pulling_again_reports_up_to_date_and_downloads_nothing() {
     let registry = Registry::start().await;
     registry

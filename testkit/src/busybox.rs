@@ -8,6 +8,8 @@
 //!   `/etc/motd` (`etc/.wh.motd`), makes `/var/data` opaque
 //!   (`var/data/.wh..wh..opq`) and adds `/var/data/b`: unpacked, the image has
 //!   no `/etc/motd` and `/var/data` holds only `b`;
+//! - [`mixed_compression`]: the layered image with a zstd, an uncompressed
+//!   and a gzip'd layer;
 //! - [`multi_arch`]: an index of linux/amd64 and linux/arm64/v8 images. The
 //!   arm64 one carries the same x86-64 busybox bytes with an `arm64` config:
 //!   right for testing platform selection, not for running on arm64.
@@ -17,7 +19,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use crate::image::{Entry, Format, Image, ImageBuilder, ImageIndex, Layer};
+use crate::image::{Entry, Format, Image, ImageBuilder, ImageIndex, Layer, LayerCompression};
 
 /// The applets linked to `/bin/busybox` in the second layer.
 pub const APPLETS: &[&str] = &[
@@ -123,6 +125,17 @@ pub fn with_whiteout(format: Format) -> Image {
         ],
     );
     layered_builder().layer(whiteouts).build(format)
+}
+
+/// The layered image with its layers compressed three ways: busybox zstd,
+/// the applets uncompressed, the motd gzip'd (same diff ids, same image id
+/// as [`layered`]; other blobs, so another manifest digest).
+pub fn mixed_compression(format: Format) -> Image {
+    ImageBuilder::new()
+        .layer(busybox_layer().compressed(LayerCompression::Zstd))
+        .layer(applets_layer().compressed(LayerCompression::None))
+        .layer(motd_layer())
+        .build(format)
 }
 
 /// An index of the layered image for linux/amd64 and for linux/arm64/v8

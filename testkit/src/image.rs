@@ -42,6 +42,24 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// Media type of a gzip'd OCI layer.
 pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// Media type of a zstd-compressed OCI layer (Docker manifests use it too:
+/// schema2 has no zstd type of its own).
+pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+/// Media type of an uncompressed OCI layer.
+pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+/// Media type of an uncompressed Docker layer.
+pub const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
+
+/// How a layer's tar is compressed in its blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerCompression {
+    /// gzip, the default of both formats.
+    Gzip,
+    /// zstd (one frame).
+    Zstd,
+    /// The tar as is.
+    None,
+}
 
 /// The creation time written in every config and history entry, so digests
 /// do not change from run to run.
@@ -87,11 +105,14 @@ impl Format {
         }
     }
 
-    /// Media type of a gzip'd layer in this format.
-    pub fn layer_type(self) -> &'static str {
-        match self {
-            Format::Docker => DOCKER_LAYER_GZIP,
-            Format::Oci => OCI_LAYER_GZIP,
+    /// Media type of a layer compressed with `compression` in this format.
+    pub fn layer_type(self, compression: LayerCompression) -> &'static str {
+        match (self, compression) {
+            (Format::Docker, LayerCompression::Gzip) => DOCKER_LAYER_GZIP,
+            (Format::Oci, LayerCompression::Gzip) => OCI_LAYER_GZIP,
+            (_, LayerCompression::Zstd) => OCI_LAYER_ZSTD,
+            (Format::Docker, LayerCompression::None) => DOCKER_LAYER_TAR,
+            (Format::Oci, LayerCompression::None) => OCI_LAYER_TAR,
         }
     }
 }
@@ -217,13 +238,15 @@ impl Entry {
     }
 }
 
-/// One layer: a gzip'd tar, with the digests both of what is pushed
-/// (`blob.digest`) and of what is unpacked (`diff_id`).
+/// One layer: a tar (gzip'd unless asked otherwise), with the digests both
+/// of what is pushed (`blob.digest`) and of what is unpacked (`diff_id`).
 #[derive(Clone, Debug)]
 pub struct Layer {
-    /// The gzip'd tar as pushed; its digest is the layer digest of the
+    /// The compressed tar as pushed; its digest is the layer digest of the
     /// manifest.
     pub blob: Blob,
+    /// How `blob` is compressed.
+    pub compression: LayerCompression,
     /// `sha256:` of the uncompressed tar: the entry in `rootfs.diff_ids`.
     pub diff_id: String,
     /// Size of the uncompressed tar.
@@ -246,19 +269,46 @@ impl Layer {
         let gzip = gz.finish().expect("gzip into memory");
         Layer {
             blob: Blob::new(gzip),
+            compression: LayerCompression::Gzip,
             diff_id,
             tar_size: tar.len() as u64,
             created_by: created_by.into(),
         }
     }
 
+    /// The same layer (same tar, same `diff_id`) with its blob compressed
+    /// as `compression` says.
+    pub fn compressed(&self, compression: LayerCompression) -> Layer {
+        let tar = self.tar();
+        let bytes = match compression {
+            LayerCompression::Gzip => {
+                return Layer::from_tar(&self.created_by, tar, Compression::default());
+            }
+            LayerCompression::Zstd => zstd::encode_all(&tar[..], 3).expect("zstd into memory"),
+            LayerCompression::None => tar,
+        };
+        Layer {
+            blob: Blob::new(bytes),
+            compression,
+            ..self.clone()
+        }
+    }
+
     /// The uncompressed tar (decompressed again from the blob).
     pub fn tar(&self) -> Vec<u8> {
-        let mut tar = Vec::with_capacity(self.tar_size as usize);
-        GzDecoder::new(&self.blob.bytes[..])
-            .read_to_end(&mut tar)
-            .expect("gunzip a layer built here");
-        tar
+        match self.compression {
+            LayerCompression::Gzip => {
+                let mut tar = Vec::with_capacity(self.tar_size as usize);
+                GzDecoder::new(&self.blob.bytes[..])
+                    .read_to_end(&mut tar)
+                    .expect("gunzip a layer built here");
+                tar
+            }
+            LayerCompression::Zstd => {
+                zstd::decode_all(&self.blob.bytes[..]).expect("unzstd a layer built here")
+            }
+            LayerCompression::None => self.blob.bytes.to_vec(),
+        }
     }
 }
 
@@ -411,7 +461,7 @@ impl ImageBuilder {
         let layers: Vec<Value> = self
             .layers
             .iter()
-            .map(|l| l.blob.descriptor(format.layer_type()))
+            .map(|l| l.blob.descriptor(format.layer_type(l.compression)))
             .collect();
         let manifest = json!({
             "schemaVersion": 2,

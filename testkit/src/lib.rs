@@ -32,7 +32,7 @@ pub mod http;
 pub mod image;
 mod registry;
 
-pub use image::{Format, Image, ImageBuilder, ImageIndex};
+pub use image::{Format, Image, ImageBuilder, ImageIndex, LayerCompression};
 pub use registry::{REALM, Registry, registry_binary};
 
 use std::collections::HashSet;
