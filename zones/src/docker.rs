@@ -11,11 +11,13 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use sdc_docker_store::Resource;
-use sdc_docker_store::model::{Container, Image, Package};
+use sdc_docker_store::model::{Container, Image, Package, RestartPolicyName};
 use serde::Deserialize;
 
 use crate::signal;
-use crate::spec::{BindMount, ImageLayers, LogSpec, ProcessSpec, ZoneSpec};
+use crate::spec::{
+    BindMount, DockerConfig, ImageLayers, LogSpec, PackageSizing, ProcessSpec, ZoneSpec,
+};
 
 /// Label of a zone carrying its container's account.
 pub const LABEL_ACCOUNT: &str = "sdc-docker.account";
@@ -85,6 +87,8 @@ pub fn zone_id(docker_id: &str) -> Result<String, SpecError> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct ImageConfig {
+    labels: Option<BTreeMap<String, String>>,
+    exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
     cmd: Option<Vec<String>>,
     entrypoint: Option<Vec<String>>,
     env: Option<Vec<String>>,
@@ -201,6 +205,24 @@ pub fn zone_spec(
         .map(|entry| extra_host(entry))
         .collect::<Result<Vec<_>, _>>()?;
 
+    let workdir = first_set(&spec.working_dir, config.working_dir.as_deref()).unwrap_or_default();
+    let docker = docker_config(container, image, &config, &config_env, workdir, &user);
+    let package = package.map(|p| {
+        let p = p.spec();
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        PackageSizing {
+            name: container.status.package.clone(),
+            uuid: p.uuid.clone(),
+            memory_mib: n(p.memory_mib),
+            swap_mib: n(p.swap_mib),
+            disk_mib: n(p.disk_mib),
+            cpu_cap: n(p.cpu_cap),
+            cpu_shares: n(p.cpu_shares),
+            max_lwps: n(p.max_lwps),
+            zfs_io_priority: n(p.zfs_io_priority),
+        }
+    });
+
     let metadata = container.metadata();
     let labels = BTreeMap::from([
         (LABEL_ACCOUNT.to_string(), metadata.account.clone()),
@@ -233,7 +255,105 @@ pub fn zone_spec(
         labels,
         log: log_spec(&spec.log_config.type_, &spec.log_config.config)?,
         stop_signal,
+        docker,
+        package,
+        nics: Vec::new(),
     })
+}
+
+/// Docker's view of the container once the image's defaults apply (what
+/// `docker inspect` shows as `Config`, plus the host config a platform
+/// needs): [`ZoneSpec::docker`].
+fn docker_config(
+    container: &Container,
+    image: &Image,
+    config: &ImageConfig,
+    env: &[String],
+    workdir: &str,
+    user: &str,
+) -> DockerConfig {
+    let spec = container.spec();
+    // Docker: a container's entrypoint drops the image's Cmd; otherwise
+    // each comes from the container, else the image.
+    let (entrypoint, cmd) = match &spec.entrypoint {
+        Some(entrypoint) if !entrypoint.is_empty() => {
+            let entrypoint = if entrypoint.len() == 1 && entrypoint[0].is_empty() {
+                Vec::new()
+            } else {
+                entrypoint.clone()
+            };
+            (entrypoint, spec.cmd.clone())
+        }
+        given => {
+            let entrypoint = match given {
+                Some(_) => Vec::new(),
+                None => config.entrypoint.clone().unwrap_or_default(),
+            };
+            let cmd = if spec.cmd.is_empty() {
+                config.cmd.clone().unwrap_or_default()
+            } else {
+                spec.cmd.clone()
+            };
+            (entrypoint, cmd)
+        }
+    };
+    let policy = &spec.restart_policy;
+    let restart_policy = match policy.name {
+        RestartPolicyName::No => "no".to_string(),
+        RestartPolicyName::Always => "always".to_string(),
+        RestartPolicyName::UnlessStopped => "unless-stopped".to_string(),
+        RestartPolicyName::OnFailure if policy.maximum_retry_count > 0 => {
+            format!("on-failure:{}", policy.maximum_retry_count)
+        }
+        RestartPolicyName::OnFailure => "on-failure".to_string(),
+    };
+    let mut labels = config.labels.clone().unwrap_or_default();
+    labels.extend(spec.labels.clone());
+    let mut exposed_ports: Vec<String> = config
+        .exposed_ports
+        .as_ref()
+        .map(|ports| ports.keys().cloned().collect())
+        .unwrap_or_default();
+    for port in &spec.exposed_ports {
+        if !exposed_ports.contains(port) {
+            exposed_ports.push(port.clone());
+        }
+    }
+    DockerConfig {
+        id: spec.id.clone(),
+        name: container.metadata().name.trim_start_matches('/').to_string(),
+        image_name: spec.image.clone(),
+        image_os: if image.spec.os.is_empty() {
+            "linux".to_string()
+        } else {
+            image.spec.os.clone()
+        },
+        cmd,
+        entrypoint,
+        env: env.to_vec(),
+        workdir: workdir.to_string(),
+        user: user.to_string(),
+        tty: spec.tty,
+        attach_stdin: spec.attach_stdin,
+        attach_stdout: spec.attach_stdout,
+        attach_stderr: spec.attach_stderr,
+        open_stdin: spec.open_stdin,
+        restart_policy,
+        log_driver: if spec.log_config.type_.is_empty() {
+            "json-file".to_string()
+        } else {
+            spec.log_config.type_.clone()
+        },
+        log_options: spec.log_config.config.clone(),
+        labels,
+        exposed_ports,
+        port_bindings: spec
+            .port_bindings
+            .iter()
+            .map(|b| (b.container_port.clone(), b.host_port.clone()))
+            .collect(),
+        publish_all_ports: spec.publish_all_ports,
+    }
 }
 
 /// `container` when set, else `image` when set.

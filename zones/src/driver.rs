@@ -66,6 +66,12 @@ pub struct ZoneInfo {
     pub oom_killed: bool,
     /// The spec's labels, so that a listing can be mapped back to containers.
     pub labels: BTreeMap<String, String>,
+    /// When the platform itself carries the restart policy (SmartOS:
+    /// `docker:restartpolicy`, counted in `docker:restartcount`), how many
+    /// times it restarted the zone; `None` when the node's restart
+    /// controller does it (linux).
+    #[serde(default)]
+    pub restart_count: Option<i64>,
 }
 
 /// Why a driver call failed.

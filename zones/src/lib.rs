@@ -20,6 +20,7 @@ pub mod driver;
 pub mod linux;
 pub mod remote;
 pub mod signal;
+pub mod smartos;
 pub mod spec;
 pub mod streams;
 
@@ -27,5 +28,8 @@ pub use docker::{SpecError, zone_id, zone_spec};
 pub use driver::{ZoneDriver, ZoneError, ZoneEvent, ZoneInfo, ZoneState};
 pub use linux::{LinuxConfig, LinuxDriver};
 pub use remote::RemoteStreams;
-pub use spec::{BindMount, ImageLayers, LogSpec, ProcessSpec, ZoneSpec};
+pub use smartos::{SmartosConfig, SmartosDriver};
+pub use spec::{
+    BindMount, DockerConfig, ImageLayers, LogSpec, NicSpec, PackageSizing, ProcessSpec, ZoneSpec,
+};
 pub use streams::ZoneStreams;

@@ -121,6 +121,10 @@ pub fn observe(status: &mut ContainerStatus, zone: &ZoneInfo) {
     if zone.state == ZoneState::Stopped {
         status.finished_at = zone.finished_at.or(status.finished_at);
     }
+    if let Some(count) = zone.restart_count {
+        // The platform restarts the zone by itself and counts it.
+        status.restart_count = count;
+    }
 }
 
 /// Reads the Container `name` afresh, lets `change` edit its status, and
@@ -250,6 +254,7 @@ mod tests {
                 (LABEL_NAME.to_owned(), name.to_owned()),
                 (LABEL_CONTAINER_ID.to_owned(), id.to_owned()),
             ]),
+            restart_count: None,
         }
     }
 

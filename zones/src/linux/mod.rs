@@ -218,6 +218,7 @@ impl LinuxDriver {
             finished_at: None,
             oom_killed: false,
             labels: spec.labels.clone(),
+            restart_count: None,
         };
         if !dir.config().exists() {
             return Ok(Some((spec, info)));

@@ -1,0 +1,1 @@
+//! (being written) Streams of SmartOS zones.
