@@ -92,10 +92,7 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()> + Send) -> 
         &mut manager,
     )
     .await?;
-    nodes.register(
-        node.name(),
-        node.driver.clone() as Arc<dyn sdc_docker_zones::ZoneStreams>,
-    );
+    nodes.register(node.name(), node.streams_side.clone());
     let metrics = manager.metrics();
     let admin = sdc_docker_api::admin::router(store.clone(), Arc::new(move || metrics.render()));
     let mut bound = Vec::new();

@@ -321,7 +321,11 @@ fn docker_config(
     }
     DockerConfig {
         id: spec.id.clone(),
-        name: container.metadata().name.trim_start_matches('/').to_string(),
+        name: container
+            .metadata()
+            .name
+            .trim_start_matches('/')
+            .to_string(),
         image_name: spec.image.clone(),
         image_os: if image.spec.os.is_empty() {
             "linux".to_string()

@@ -103,9 +103,20 @@ async fn reconcile(
         // every create, making starts O(zones).
         match create(&zones, &ctx, &container).await? {
             Ok(created) => zone = Some(created),
-            Err((message, retry)) => {
+            Err((message, Retry::Backoff)) => {
+                // The runtime refused (a failed `vmadm create`): the reason
+                // goes on the status, and the controller's per-key backoff
+                // paces the next attempts.
                 fail(&ctx, &key, &message).await?;
-                return Ok(retry.map_or(Action::AwaitChange, Action::requeue));
+                return Err(ReconcileError::transient(message));
+            }
+            Err((message, Retry::After(delay))) => {
+                fail(&ctx, &key, &message).await?;
+                return Ok(Action::requeue(delay));
+            }
+            Err((message, Retry::OnChange)) => {
+                fail(&ctx, &key, &message).await?;
+                return Ok(Action::AwaitChange);
             }
         }
     }
@@ -278,25 +289,34 @@ async fn act(
     }
 }
 
+/// When a zone that could not be made is tried again.
+enum Retry {
+    /// After this delay (the image may arrive).
+    After(Duration),
+    /// When the spec changes (it cannot become a zone as it is).
+    OnChange,
+    /// With the controller's growing backoff (the runtime failed).
+    Backoff,
+}
+
 /// Creates the zone of `container`: `Err((message, retry))` when it cannot
-/// be made now (the message goes on its status; retry after the delay, or
-/// when the spec changes).
+/// be made now (the message goes on its status).
 async fn create(
     zones: &NodeZones,
     ctx: &Context<Container, NodeZones>,
     container: &Container,
-) -> Result<Result<ZoneInfo, (String, Option<Duration>)>, ReconcileError> {
+) -> Result<Result<ZoneInfo, (String, Retry)>, ReconcileError> {
     let images = ctx.api_for::<Image>(&container.metadata.account);
     let Some(image) = container_image(&images, container).await? else {
         return Ok(Err((
             format!("No such image: {}", container.spec.image),
-            Some(IMAGE_RETRY),
+            Retry::After(IMAGE_RETRY),
         )));
     };
     if zones.images.lower_dirs(&image).iter().any(|d| !d.is_dir())
         && let Err(message) = fetch_image(zones, &images, &image).await
     {
-        return Ok(Err((message, Some(IMAGE_RETRY))));
+        return Ok(Err((message, Retry::After(IMAGE_RETRY))));
     }
     let lower = zones.images.lower_dirs(&image);
     let package = ctx.related::<Package>().and_then(|cache| {
@@ -309,7 +329,7 @@ async fn create(
     with_id.spec.id = docker_id(container);
     let spec = match zone_spec(&with_id, &image, package.as_deref(), lower) {
         Ok(spec) => spec,
-        Err(e) => return Ok(Err((e.to_string(), None))),
+        Err(e) => return Ok(Err((e.to_string(), Retry::OnChange))),
     };
     match zones.driver.create(&spec).await {
         Ok(zone) => {
@@ -318,9 +338,10 @@ async fn create(
         }
         Err(ZoneError::ImageMissing { path }) => Ok(Err((
             format!("image layer {path} is missing on node {}", zones.node),
-            Some(IMAGE_RETRY),
+            Retry::After(IMAGE_RETRY),
         ))),
-        Err(ZoneError::InvalidSpec(message)) => Ok(Err((message, None))),
+        Err(ZoneError::InvalidSpec(message)) => Ok(Err((message, Retry::OnChange))),
+        Err(e @ ZoneError::Runtime { .. }) => Ok(Err((e.to_string(), Retry::Backoff))),
         Err(e) => Err(ReconcileError::transient(e)),
     }
 }

@@ -360,18 +360,24 @@ pub(crate) async fn exec(
     })
 }
 
-/// runc with the process's streams, before the process is known to run.
-struct Started {
-    child: Child,
-    input: Option<Input>,
-    output: crate::streams::Output,
-    resize: Option<Resize>,
-    /// Whether runc was not yet reaped (its pid is still its own).
-    alive: Arc<AtomicBool>,
+/// A process that relays an exec (runc, or SmartOS's zlogin) with the
+/// exec's streams, before the exec is known to run.
+pub(crate) struct Started {
+    /// The relaying process.
+    pub(crate) child: Child,
+    /// Its stdin, when asked for.
+    pub(crate) input: Option<Input>,
+    /// Its output.
+    pub(crate) output: crate::streams::Output,
+    /// Sets the pty's size (with a pty only).
+    pub(crate) resize: Option<Resize>,
+    /// Whether the relay was not yet reaped (its pid is still its own):
+    /// whoever reaps it clears it.
+    pub(crate) alive: Arc<AtomicBool>,
 }
 
 /// Sets the window size of an exec's pty.
-type Resize = Box<dyn Fn(u16, u16) -> Result<(), ZoneError> + Send + Sync>;
+pub(crate) type Resize = Box<dyn Fn(u16, u16) -> Result<(), ZoneError> + Send + Sync>;
 
 /// runc with pipes: runc hands its own stdio to the process, so what runc
 /// itself prints when it fails is on the process's stderr as well.
@@ -381,8 +387,18 @@ fn start_with_pipes(
     stdin: bool,
     spawn_error: impl FnOnce(io::Error) -> ZoneError,
 ) -> Result<Started, ZoneError> {
+    command.arg(id);
+    spawn_with_pipes(command, stdin, spawn_error)
+}
+
+/// Starts `command` with pipes for its stdin (when `stdin`, else
+/// `/dev/null`), stdout and stderr.
+pub(crate) fn spawn_with_pipes(
+    mut command: Command,
+    stdin: bool,
+    spawn_error: impl FnOnce(io::Error) -> ZoneError,
+) -> Result<Started, ZoneError> {
     command
-        .arg(id)
         .stdin(if stdin {
             std::process::Stdio::piped()
         } else {
@@ -424,6 +440,19 @@ fn start_with_pty(
     stdin: bool,
     spawn_error: impl FnOnce(io::Error) -> ZoneError,
 ) -> Result<Started, ZoneError> {
+    command.arg("--tty").arg(id);
+    spawn_with_pty(command, stdin, spawn_error)
+}
+
+/// Starts `command` with a new pty of ours as its stdin and stdout (its
+/// stderr a pipe): for a relay that copies between its terminal and the
+/// process's and follows its terminal's size on `SIGWINCH`, as runc and
+/// zlogin do. The input goes to the pty's master when `stdin`.
+pub(crate) fn spawn_with_pty(
+    mut command: Command,
+    stdin: bool,
+    spawn_error: impl FnOnce(io::Error) -> ZoneError,
+) -> Result<Started, ZoneError> {
     let pty_error = |e: io::Error| ZoneError::Runtime {
         op: "exec".to_string(),
         message: format!("allocating a pty: {e}"),
@@ -431,8 +460,6 @@ fn start_with_pty(
     let (master, slave) = open_pty().map_err(pty_error)?;
     let slave_out = slave.try_clone().map_err(pty_error)?;
     command
-        .arg("--tty")
-        .arg(id)
         .stdin(std::process::Stdio::from(slave))
         .stdout(std::process::Stdio::from(slave_out))
         .stderr(std::process::Stdio::piped());
@@ -440,7 +467,7 @@ fn start_with_pty(
     // Our copies of the slave must go, or the master never sees its end.
     drop(command);
     let mut child = spawned.map_err(spawn_error)?;
-    let runc_said =
+    let relay_said =
         futures::stream::iter(child.stderr.take().map(|r| reader(r, StdStream::Stderr))).flatten();
 
     let resizer = rustix::io::fcntl_dupfd_cloexec(&master, 0).map_err(|e| pty_error(e.into()))?;
@@ -449,12 +476,12 @@ fn start_with_pty(
     // the same descriptor until the AsyncFd is dropped.
     let master = unsafe { AsyncFd::register(master) }.map_err(|e| pty_error(e.into_parts().1))?;
     let master = Arc::new(master);
-    let output = futures::stream::select(pty_reader(master.clone()), runc_said);
-    let runc = child
+    let output = futures::stream::select(pty_reader(master.clone()), relay_said);
+    let relay = child
         .id()
         .and_then(|pid| rustix::process::Pid::from_raw(pid as i32));
     let alive = Arc::new(AtomicBool::new(true));
-    let runc_alive = alive.clone();
+    let relay_alive = alive.clone();
     let resize = move |height: u16, width: u16| {
         let size = rustix::termios::Winsize {
             ws_row: height,
@@ -466,9 +493,9 @@ fn start_with_pty(
             op: "resize".to_string(),
             message: e.to_string(),
         })?;
-        // runc gone (the process exited) is fine: nothing to resize.
-        if let Some(runc) = runc.filter(|_| runc_alive.load(Ordering::Acquire)) {
-            let _ = rustix::process::kill_process(runc, rustix::process::Signal::WINCH);
+        // The relay gone (the process exited) is fine: nothing to resize.
+        if let Some(relay) = relay.filter(|_| relay_alive.load(Ordering::Acquire)) {
+            let _ = rustix::process::kill_process(relay, rustix::process::Signal::WINCH);
         }
         Ok(())
     };
@@ -512,7 +539,7 @@ fn open_pty() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// What `r` reads, as chunks of `stream`, until its end.
-fn reader(
+pub(crate) fn reader(
     r: impl AsyncRead + Unpin + Send + 'static,
     stream: StdStream,
 ) -> impl Stream<Item = io::Result<OutputChunk>> + Send {
@@ -599,7 +626,7 @@ impl AsyncWrite for PtyWriter {
 }
 
 /// A writer whose shutdown closes it (tokio's `ChildStdin` stays open).
-struct ClosingWriter<W>(Option<W>);
+pub(crate) struct ClosingWriter<W>(pub(crate) Option<W>);
 
 impl<W: AsyncWrite + Unpin> AsyncWrite for ClosingWriter<W> {
     fn poll_write(
@@ -698,12 +725,12 @@ fn bounding_capabilities(mask: u64) -> Vec<&'static str> {
 }
 
 /// `KEY` of `KEY=value` (the whole entry without `=`).
-fn env_key(entry: &str) -> &str {
+pub(crate) fn env_key(entry: &str) -> &str {
     entry.split_once('=').map_or(entry, |(k, _)| k)
 }
 
 /// `base` with each of `extra` replacing the entry of its key, or added.
-fn merge_env(base: &[String], extra: &[String]) -> Vec<String> {
+pub(crate) fn merge_env(base: &[String], extra: &[String]) -> Vec<String> {
     let mut env = base.to_vec();
     for entry in extra {
         match env.iter_mut().find(|e| env_key(e) == env_key(entry)) {
@@ -715,7 +742,7 @@ fn merge_env(base: &[String], extra: &[String]) -> Vec<String> {
 }
 
 /// The exit code of runc, which is its process's (`128 + N` for a signal).
-fn exit_code(status: std::process::ExitStatus) -> i64 {
+pub(crate) fn exit_code(status: std::process::ExitStatus) -> i64 {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => i64::from(code),

@@ -8,6 +8,9 @@
 //! target lands in the mount's host source. Nothing a zone puts in its file
 //! system can make the daemon read or write outside the zone.
 //!
+//! Each operation has a form working on any root directory ([`ZoneRoot`]),
+//! which the SmartOS driver uses on `/zones/<uuid>/root`.
+//!
 //! Limits: resolution happens in user space, so a zone that swaps a
 //! directory for a symlink *while* a copy runs could race it (Docker has the
 //! same window); files are created with `O_NOFOLLOW | O_EXCL`, which closes
@@ -86,7 +89,7 @@ pub(crate) fn go_file_mode(mode: u32) -> u32 {
 
 /// The components of `path` (`/`-separated), without empty ones and `.`;
 /// `..` is kept.
-fn split(path: &[u8]) -> Vec<OsString> {
+pub(crate) fn split(path: &[u8]) -> Vec<OsString> {
     path.split(|b| *b == b'/')
         .filter(|c| !c.is_empty() && *c != b".")
         .map(|c| OsStr::from_bytes(c).to_os_string())
@@ -94,7 +97,7 @@ fn split(path: &[u8]) -> Vec<OsString> {
 }
 
 /// `/a/b` of the components `[a, b]`.
-fn zone_path(parts: &[OsString]) -> String {
+pub(crate) fn zone_path(parts: &[OsString]) -> String {
     let mut path = String::new();
     for part in parts {
         path.push('/');
@@ -154,6 +157,12 @@ pub(crate) fn resolve_in_root(root: &Path, path: &str, follow_last: bool) -> io:
 impl ZoneRoot {
     fn new(root: PathBuf, mounts: Vec<Mount>) -> ZoneRoot {
         ZoneRoot { root, mounts }
+    }
+
+    /// The file system whose root directory is `root`, with no bind mounts
+    /// (a SmartOS zone's: the platform's own mounts are under its root).
+    pub(crate) fn at(root: PathBuf) -> ZoneRoot {
+        ZoneRoot::new(root, Vec::new())
     }
 
     /// The file system of the zone in `dir` with `spec`: the root file
@@ -313,7 +322,7 @@ impl ZoneRoot {
     }
 }
 
-fn mtime(meta: &Metadata) -> OffsetDateTime {
+pub(crate) fn mtime(meta: &Metadata) -> OffsetDateTime {
     meta.modified()
         .map(OffsetDateTime::from)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
@@ -370,6 +379,11 @@ pub(crate) async fn stat_path(
     path: &str,
 ) -> Result<PathStat, ZoneError> {
     let root = open_root(d, id, "stat a path").await?;
+    stat_in(root, id, path).await
+}
+
+/// What is at `path` in the file system `root` of zone `id`.
+pub(crate) async fn stat_in(root: ZoneRoot, id: &str, path: &str) -> Result<PathStat, ZoneError> {
     let (id, path) = (id.to_string(), path.to_string());
     blocking(move || {
         root.stat(&path)
@@ -386,6 +400,15 @@ pub(crate) async fn archive(
     path: &str,
 ) -> Result<(PathStat, ByteStream), ZoneError> {
     let root = open_root(d, id, "archive a path").await?;
+    archive_in(root, id, path).await
+}
+
+/// A tar archive of `path` in the file system `root` of zone `id`.
+pub(crate) async fn archive_in(
+    root: ZoneRoot,
+    id: &str,
+    path: &str,
+) -> Result<(PathStat, ByteStream), ZoneError> {
     let dot = path == "." || path.ends_with("/.");
     let (id, path) = (id.to_string(), path.to_string());
     let (root, resolved, meta, stat) = blocking(move || {
@@ -415,6 +438,12 @@ pub(crate) async fn archive(
 /// `/proc`, `/sys` or any other mount point.
 pub(crate) async fn export(d: &LinuxDriver, id: &str) -> Result<ByteStream, ZoneError> {
     let root = open_root(d, id, "export").await?;
+    export_of(root).await
+}
+
+/// The file system `root` as a tar archive, without what is under `/proc`,
+/// `/sys` or any other mount point.
+pub(crate) async fn export_of(root: ZoneRoot) -> Result<ByteStream, ZoneError> {
     let host = root.root.clone();
     let meta = {
         let host = host.clone();
@@ -622,6 +651,18 @@ pub(crate) async fn extract(
     options: ExtractOptions,
 ) -> Result<(), ZoneError> {
     let root = open_root(d, id, "extract an archive").await?;
+    extract_in(root, id, path, tar, options).await
+}
+
+/// Unpacks the tar archive `tar` into the directory `path` of the file
+/// system `root` of zone `id`.
+pub(crate) async fn extract_in(
+    root: ZoneRoot,
+    id: &str,
+    path: &str,
+    tar: ByteStream,
+    options: ExtractOptions,
+) -> Result<(), ZoneError> {
     let (id, path) = (id.to_string(), path.to_string());
     let reader = SyncIoBridge::new(tar);
     blocking(move || unpack(&root, &id, &path, reader, options)).await
@@ -911,7 +952,7 @@ fn set_mtime(path: &Path, mtime: u64) -> io::Result<()> {
 /// Paths the runtime creates in the root file system for its own mounts
 /// (Docker keeps them in an init layer, so `docker diff` never shows them):
 /// left out of [`changes`] when they are only empty placeholders.
-const PLACEHOLDERS: &[&str] = &[
+pub(crate) const PLACEHOLDERS: &[&str] = &[
     "/dev",
     "/proc",
     "/sys",

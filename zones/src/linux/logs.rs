@@ -2,6 +2,10 @@
 //! monitor's json-file log, `container.log` and its rotated files
 //! `container.log.1`, `.2`, … (the highest number the oldest), one JSON
 //! object per line: `{"log":"text\n","stream":"stdout","time":"<RFC 3339>"}`.
+//! The reader ([`read`]) knows nothing of the linux driver: the SmartOS
+//! driver reads zoneadmd's `stdio.log` with it too, whose rotated files
+//! carry a timestamp instead of a number ([`Rotation`]), and each driver
+//! tells it in its own way whether anyone still writes the log.
 //!
 //! A reader thread walks the files oldest first, selects entries by stream
 //! and time, keeps the last `tail` of them, and sends them through a
@@ -47,10 +51,57 @@ pub(crate) async fn logs(
         ));
     }
     let dir = d.dir(id)?;
+    let (spec_file, state_dir) = (dir.spec(), dir.run());
+    // The monitor writes until it recorded the exit (or died); a deleted
+    // zone has no writer either.
+    let writing = move || {
+        let exited = match sdc_docker_monitor::state(&state_dir) {
+            Ok(state) => state.exit.is_some() || !state.monitor_alive,
+            Err(_) => true,
+        };
+        !exited && spec_file.exists()
+    };
+    read(id, dir.log_file(), Rotation::Numbered, options, writing)
+}
+
+/// How the rotated files of a json-file log are named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rotation {
+    /// `<log>.1`, `<log>.2`, …: the highest number the oldest; a rotation
+    /// renames every file (the monitor's own log).
+    Numbered,
+    /// `<log>.<YYYYMMDDTHHMMSSZ>`: the rotation time, so the names sort
+    /// oldest first and never change (zoneadmd's `stdio.log`).
+    Timestamped,
+}
+
+impl Rotation {
+    /// The rotated files of `path` that exist, oldest first.
+    fn files(self, path: &Path) -> Vec<PathBuf> {
+        match self {
+            Rotation::Numbered => rotated(path)
+                .into_iter()
+                .map(|n| numbered(path, n))
+                .collect(),
+            Rotation::Timestamped => timestamped(path),
+        }
+    }
+}
+
+/// Reads the json-file log at `path` (and its rotated files) as `options`
+/// selects, on a thread of its own; see the module documentation. While
+/// following, `writing` is asked (every 100 ms) whether anyone may still
+/// append: once it says no, what is there is drained and the stream ends.
+pub(crate) fn read(
+    id: &str,
+    path: PathBuf,
+    rotation: Rotation,
+    options: LogOptions,
+    mut writing: impl FnMut() -> bool + Send + 'static,
+) -> Result<LogStream, ZoneError> {
     let reader = Reader {
-        path: dir.log_file(),
-        spec_file: dir.spec(),
-        state_dir: dir.run(),
+        path,
+        rotation,
         options,
     };
     let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL);
@@ -58,7 +109,7 @@ pub(crate) async fn logs(
     std::thread::Builder::new()
         .name("zone-logs".to_string())
         .spawn(move || {
-            if let Err(e) = reader.run(&tx) {
+            if let Err(e) = reader.run(&tx, &mut writing) {
                 tracing::debug!(zone, error = %e, "reading a zone's log");
                 let _ = tx.blocking_send(Err(e));
             }
@@ -190,6 +241,41 @@ fn rotated(path: &Path) -> Vec<u32> {
     numbers
 }
 
+/// The files rotated away from `path` with a timestamp suffix
+/// (`stdio.log.20261123T100000Z`, possibly followed by more to tell two
+/// rotations of one second apart), oldest first.
+fn timestamped(path: &Path) -> Vec<PathBuf> {
+    let mut names = Vec::new();
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Vec::new();
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            if file
+                .to_str()
+                .and_then(|f| f.strip_prefix(&prefix))
+                .is_some_and(is_rotation_time)
+            {
+                names.push(file);
+            }
+        }
+    }
+    names.sort();
+    names.into_iter().map(|n| dir.join(n)).collect()
+}
+
+/// Whether `suffix` starts with a `YYYYMMDDTHHMMSSZ` time.
+fn is_rotation_time(suffix: &str) -> bool {
+    let b = suffix.as_bytes();
+    b.len() >= 16
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && b[15] == b'Z'
+}
+
 /// The inode of `path`, if it exists.
 fn inode(path: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
@@ -197,8 +283,7 @@ fn inode(path: &Path) -> Option<(u64, u64)> {
 
 struct Reader {
     path: PathBuf,
-    spec_file: PathBuf,
-    state_dir: PathBuf,
+    rotation: Rotation,
     options: LogOptions,
 }
 
@@ -213,7 +298,7 @@ impl Reader {
             && self.options.until.is_none_or(|until| entry.time < until)
     }
 
-    fn run(&self, tx: &Sender) -> io::Result<()> {
+    fn run(&self, tx: &Sender, writing: &mut dyn FnMut() -> bool) -> io::Result<()> {
         let send = |entry: LogEntry| tx.blocking_send(Ok(entry)).map_err(|_| Gone);
         let mut tail = self.options.tail.map(|n| (n, VecDeque::new()));
         let mut keep = |entry: LogEntry| -> Result<(), Gone> {
@@ -231,8 +316,10 @@ impl Reader {
         };
 
         // What is there now, oldest first; the current file stays open.
-        for n in rotated(&self.path) {
-            if let Some(mut old) = Cursor::open(&numbered(&self.path, n))? {
+        let mut last_read = None;
+        for old in self.rotation.files(&self.path) {
+            if let Some(mut old) = Cursor::open(&old)? {
+                last_read = Some(old.inode);
                 let more = old.read_lines(|line| match parse(line) {
                     Some(entry) if self.selected(&entry) => keep(entry),
                     _ => Ok(()),
@@ -260,14 +347,21 @@ impl Reader {
             }
         }
         if self.options.follow {
-            self.follow(current, tx)?;
+            self.follow(current, last_read, tx, writing)?;
         }
         Ok(())
     }
 
     /// Sends what is appended from here on; see the module documentation
-    /// for when it ends.
-    fn follow(&self, mut current: Option<Cursor>, tx: &Sender) -> io::Result<()> {
+    /// for when it ends. `last_read`: the last rotated file read, when the
+    /// current file was missing (between a rename and its new file).
+    fn follow(
+        &self,
+        mut current: Option<Cursor>,
+        last_read: Option<(u64, u64)>,
+        tx: &Sender,
+        writing: &mut dyn FnMut() -> bool,
+    ) -> io::Result<()> {
         let past_until = std::cell::Cell::new(false);
         let mut each = |line: &[u8]| -> Result<(), Gone> {
             let Some(entry) = parse(line) else {
@@ -284,11 +378,11 @@ impl Reader {
         };
         // The last file read, to know which rotated files are newer when
         // no file is open (the log was between a rename and its new file).
-        let mut last_read = current.as_ref().map(|c| c.inode);
+        let mut last_read = current.as_ref().map(|c| c.inode).or(last_read);
         loop {
             // Decided before draining, so nothing written before the exit
             // record is missed.
-            let exited = self.exited();
+            let exited = !writing();
             if let Some(cursor) = current.as_mut()
                 && !cursor.read_lines(&mut each)?
             {
@@ -309,7 +403,7 @@ impl Reader {
                 let ours = current.as_ref().map(|c| c.inode).or(last_read);
                 let mut files = self.consistent_files()?;
                 let next = match files.last() {
-                    Some((0, _)) => files.pop().map(|(_, c)| c),
+                    Some((path, _)) if *path == self.path => files.pop().map(|(_, c)| c),
                     _ => None,
                 };
                 let start = files
@@ -338,37 +432,42 @@ impl Reader {
             {
                 return Ok(());
             }
-            if tx.is_closed() || !self.spec_file.exists() {
+            if tx.is_closed() {
                 return Ok(());
             }
             std::thread::sleep(POLL);
         }
     }
 
-    /// The rotated files, oldest first, then the current one (number 0),
-    /// all open: listed again until a listing and the files opened from
-    /// it agree, since the monitor may rotate (renumber every file) while
-    /// they are being opened. A file ours was renamed to and then deleted
-    /// (more rotations than `max-file` since) is simply not among them.
-    fn consistent_files(&self) -> io::Result<Vec<(u32, Cursor)>> {
-        let listing = || -> Vec<(u32, Option<(u64, u64)>)> {
-            let mut numbers = rotated(&self.path);
-            numbers.push(0);
-            numbers
+    /// The rotated files, oldest first, then the current one, all open:
+    /// listed again until a listing and the files opened from it agree,
+    /// since the writer may rotate (renumber every file) while they are
+    /// being opened. A file ours was renamed to and then deleted (more
+    /// rotations than `max-file` since) is simply not among them.
+    fn consistent_files(&self) -> io::Result<Vec<(PathBuf, Cursor)>> {
+        let listing = || -> Vec<(PathBuf, Option<(u64, u64)>)> {
+            let mut paths = self.rotation.files(&self.path);
+            paths.push(self.path.clone());
+            paths
                 .into_iter()
-                .map(|n| (n, inode(&self.numbered_or_current(n))))
+                .map(|p| {
+                    let i = inode(&p);
+                    (p, i)
+                })
                 .collect()
         };
         loop {
             let before = listing();
             let mut files = Vec::new();
-            for (n, _) in &before {
-                if let Some(file) = Cursor::open(&self.numbered_or_current(*n))? {
-                    files.push((*n, file));
+            for (path, _) in &before {
+                if let Some(file) = Cursor::open(path)? {
+                    files.push((path.clone(), file));
                 }
             }
-            let opened: Vec<(u32, Option<(u64, u64)>)> =
-                files.iter().map(|(n, c)| (*n, Some(c.inode))).collect();
+            let opened: Vec<(PathBuf, Option<(u64, u64)>)> = files
+                .iter()
+                .map(|(p, c)| (p.clone(), Some(c.inode)))
+                .collect();
             let present: Vec<_> = before
                 .iter()
                 .filter(|(_, i)| i.is_some())
@@ -377,24 +476,6 @@ impl Reader {
             if opened == present && listing() == before {
                 return Ok(files);
             }
-        }
-    }
-
-    /// `path.n`, or `path` itself for 0.
-    fn numbered_or_current(&self, n: u32) -> PathBuf {
-        if n == 0 {
-            self.path.clone()
-        } else {
-            numbered(&self.path, n)
-        }
-    }
-
-    /// Whether the zone's process has exited (or never ran): no monitor
-    /// writes to the log any more.
-    fn exited(&self) -> bool {
-        match sdc_docker_monitor::state(&self.state_dir) {
-            Ok(state) => state.exit.is_some() || !state.monitor_alive,
-            Err(_) => true,
         }
     }
 }
@@ -428,5 +509,42 @@ mod tests {
             std::fs::write(dir.path().join(name), "").unwrap();
         }
         assert_eq!(rotated(&path), [2, 1]);
+    }
+
+    #[test]
+    fn timestamped_rotations_are_listed_oldest_first_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdio.log");
+        for name in [
+            "stdio.log",
+            "stdio.log.20261123T100000Z",
+            "stdio.log.20261122T235959Z",
+            "stdio.log.20261123T100000Z.1",
+            "stdio.log.1",
+            "stdio.log.2026",
+            "other.log.20261123T100000Z",
+        ] {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        let names: Vec<String> = Rotation::Timestamped
+            .files(&path)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "stdio.log.20261122T235959Z",
+                "stdio.log.20261123T100000Z",
+                "stdio.log.20261123T100000Z.1",
+            ]
+        );
+        assert_eq!(
+            Rotation::Numbered.files(&path),
+            [
+                dir.path().join("stdio.log.2026"),
+                dir.path().join("stdio.log.1")
+            ]
+        );
     }
 }

@@ -14,12 +14,12 @@
 //! `lo` (see [`oci`]), bind mounts only.
 
 pub mod etc;
-mod exec;
-mod files;
+pub(crate) mod exec;
+pub(crate) mod files;
 mod freezer;
 pub mod install;
 pub mod layout;
-mod logs;
+pub(crate) mod logs;
 pub mod oci;
 pub mod rootfs;
 pub mod runc;
@@ -113,7 +113,7 @@ impl From<signal::InvalidSignal> for ZoneError {
 }
 
 /// Runs blocking file work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ZoneError> + Send + 'static,
 ) -> Result<T, ZoneError> {
     tokio::task::spawn_blocking(f)

@@ -6,13 +6,19 @@
 //! Each tool is a configurable argv prefix ([`Commands`]).
 
 pub mod commands;
+mod driver;
+mod files;
+pub mod images;
+mod logs;
 pub mod payload;
 pub mod streams;
+pub mod sysinfo;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use commands::{Commands, Tool};
+pub use driver::{PAUSED_KEY, shared, zone_info};
 pub use payload::{PayloadOptions, vmadm_payload};
 
 /// Where and how the SmartOS driver works.
@@ -48,17 +54,28 @@ impl Default for SmartosConfig {
     }
 }
 
-/// Zones through `vmadm` on a SmartOS compute node.
+/// Zones through `vmadm` on a SmartOS compute node. Make it with
+/// [`SmartosDriver::new`]: exits are noticed by a poller that needs the
+/// driver shared.
 pub struct SmartosDriver {
     config: SmartosConfig,
     events: tokio::sync::broadcast::Sender<crate::ZoneEvent>,
+    /// Itself, for the exit poller (set by [`shared`]).
+    me: std::sync::OnceLock<std::sync::Weak<SmartosDriver>>,
+    poller_started: std::sync::atomic::AtomicBool,
 }
 
 impl SmartosDriver {
-    /// A driver working as `config` says.
-    pub fn new(config: SmartosConfig) -> SmartosDriver {
+    /// A driver working as `config` says, shared.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(config: SmartosConfig) -> std::sync::Arc<SmartosDriver> {
         let (events, _) = tokio::sync::broadcast::channel(1024);
-        SmartosDriver { config, events }
+        shared(SmartosDriver {
+            config,
+            events,
+            me: std::sync::OnceLock::new(),
+            poller_started: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     /// Its configuration.
