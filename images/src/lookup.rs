@@ -57,6 +57,11 @@ pub fn find_in<'a>(all: &'a [Image], name: &str) -> Result<(&'a Image, Found), L
             .map(|i| (i, Found::Id))
             .ok_or_else(not_found);
     }
+    // An image whose id is not a digest (a SmartOS image, known by its
+    // UUID, as the seeds' `docker run <UUID>` names it): the id as is.
+    if let Some(image) = all.iter().find(|i| i.spec.id == name) {
+        return Ok((image, Found::Id));
+    }
     if let Ok(reference) = Reference::parse_normalized(name) {
         if reference.digest().is_some() {
             let digested = format!(

@@ -15,6 +15,10 @@
 //!   (layered, with whiteouts, multi-arch) from Debian's `busybox-static`;
 //!   [`Image::random`] for the pull benchmark;
 //! - [`http`]: the small HTTP client the fixtures (and tests) talk with.
+//! - [`smartos`]: [`Standins`], stand-ins for SmartOS's `vmadm`, `zfs`,
+//!   `imgadm`, `zlogin` and `sysinfo` with their state in a temporary
+//!   directory, zones really running (namespaces, chroot), for the SmartOS
+//!   zone driver's tests on Linux.
 //!
 //! The etcd binary is `etcd` on `PATH` or `/usr/bin/etcd` (Debian's
 //! `etcd-server` package); a test panics with a clear message when it is
@@ -31,9 +35,11 @@ pub mod busybox;
 pub mod http;
 pub mod image;
 mod registry;
+pub mod smartos;
 
 pub use image::{Format, Image, ImageBuilder, ImageIndex, LayerCompression};
 pub use registry::{REALM, Registry, registry_binary};
+pub use smartos::{Call, Standins};
 
 use std::collections::HashSet;
 use std::fmt::Display;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use sdc_docker_testkit::smartos::Standins;
 use sdc_docker_zones::smartos::{Commands, SmartosConfig};
 use sdc_docker_zones::streams::{
     AttachOptions, ChangeKind, ExecSpec, ExtractOptions, LogEntry, LogOptions, Output, StdStream,
@@ -28,9 +29,10 @@ const APPLETS: &[&str] = &[
     "mkdir", "true", "false", "id",
 ];
 
-/// The stand-ins on a temporary root, with a busybox image installed.
+/// The stand-ins of the testkit (their processes are killed when it
+/// drops), with a busybox image installed.
 struct Stand {
-    _dir: tempfile::TempDir,
+    _standins: Standins,
     root: PathBuf,
     driver: Arc<SmartosDriver>,
 }
@@ -38,33 +40,14 @@ struct Stand {
 impl Stand {
     /// `None` (and a note why) when this machine cannot run the stand-ins.
     fn new() -> Option<Stand> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testkit/smartos/standin.py");
         let have_python = Command::new("python3").arg("--version").output().is_ok();
-        if !rustix::process::geteuid().is_root()
-            || !have_python
-            || !script.is_file()
-            || !Path::new(BUSYBOX).is_file()
-        {
-            eprintln!("skipping: needs root, python3, busybox and the stand-ins");
+        if !rustix::process::geteuid().is_root() || !have_python || !Path::new(BUSYBOX).is_file() {
+            eprintln!("skipping: needs root, python3 and busybox");
             return None;
         }
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().canonicalize().unwrap();
+        let standins = Standins::new();
+        let root = standins.root().to_path_buf();
         let bin = root.join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
-        for tool in ["vmadm", "zfs", "imgadm", "zlogin", "sysinfo"] {
-            let wrapper = bin.join(tool);
-            std::fs::write(
-                &wrapper,
-                format!(
-                    "#!/bin/sh\nSDC_STANDIN_ROOT='{}' exec python3 '{}' {tool} \"$@\"\n",
-                    root.display(),
-                    script.display()
-                ),
-            )
-            .unwrap();
-            set_mode(&wrapper, 0o755);
-        }
         let tool = |name: &str| vec![bin.join(name).display().to_string()];
         let driver = SmartosDriver::new(SmartosConfig {
             commands: Commands {
@@ -80,7 +63,7 @@ impl Stand {
             ..SmartosConfig::default()
         });
         let stand = Stand {
-            _dir: dir,
+            _standins: standins,
             root,
             driver,
         };
@@ -190,11 +173,6 @@ impl Drop for Stand {
             }
         }
     }
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 fn uuid() -> String {
