@@ -434,3 +434,77 @@ async fn a_smartos_image_is_imported_with_imgadm_and_runs_as_a_joyent_minimal_zo
     assert_eq!(payload["init_name"], "/usr/vm/sbin/dockerinit");
     assert!(payload.get("kernel_version").is_none());
 }
+
+#[tokio::test]
+async fn stop_start_and_kill_walk_the_zone_through_vmadm_as_docker_shows_them() {
+    let standins = Standins::new();
+    let Some(node) = smartos_node(&standins).await else {
+        return;
+    };
+    let ran = node.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "cycle",
+        &node.image,
+        "sh",
+        "-c",
+        "trap 'echo got USR1' USR1; echo started; while true; do sleep 1; done",
+    ]);
+    assert!(ran.ok, "{ran:?}\n{}", node.server.log());
+    let uuid = zone_uuid(&node, "cycle");
+    until("the first start logged", &node, || {
+        node.docker(&["logs", "cycle"]).stdout == "started\n"
+    })
+    .await;
+
+    let usr1 = node.docker(&["kill", "-s", "USR1", "cycle"]);
+    assert!(usr1.ok, "{usr1:?}");
+    until("the trap ran", &node, || {
+        node.docker(&["logs", "cycle"]).stdout.contains("got USR1")
+    })
+    .await;
+    assert_eq!(
+        node.until_inspect("cycle", "{{.State.Status}}", |_| true)
+            .await,
+        "running",
+        "a signal the process handles leaves it running"
+    );
+
+    let stop = node.docker(&["stop", "-t", "1", "cycle"]);
+    assert!(stop.ok, "{stop:?}");
+    node.until_inspect("cycle", "{{.State.Status}}", |s| s == "exited")
+        .await;
+    let start = node.docker(&["start", "cycle"]);
+    assert!(start.ok, "{start:?}\n{}", node.server.log());
+    node.until_inspect("cycle", "{{.State.Status}}", |s| s == "running")
+        .await;
+
+    let kill = node.docker(&["kill", "cycle"]);
+    assert!(kill.ok, "{kill:?}");
+    let state = node
+        .until_inspect("cycle", "{{.State.Status}} {{.State.ExitCode}}", |s| {
+            s.starts_with("exited")
+        })
+        .await;
+    assert_eq!(state, "exited 137");
+
+    let vmadm: Vec<String> = standins
+        .calls()
+        .into_iter()
+        .filter(|c| c.tool == "vmadm" && c.args.contains(&uuid))
+        .map(|c| c.args.join(" "))
+        .filter(|a| !a.starts_with("get ") && !a.starts_with("update "))
+        .collect();
+    assert_eq!(
+        vmadm,
+        vec![
+            format!("start {uuid}"),
+            format!("kill -s SIGUSR1 {uuid}"),
+            format!("stop {uuid} -t 1"),
+            format!("start {uuid}"),
+            format!("kill -s SIGKILL {uuid}"),
+        ],
+        "what the agent asked vmadm for, in order"
+    );
+}
