@@ -40,7 +40,10 @@ fn assert_is(resolved: &ResolvedManifest, image: &Image) {
     assert_eq!(layers, image.layer_digests());
     for (descriptor, layer) in resolved.manifest.layers.iter().zip(&image.layers) {
         assert_eq!(descriptor.size, layer.blob.size());
-        assert_eq!(descriptor.media_type, image.format.layer_type());
+        assert_eq!(
+            descriptor.media_type,
+            image.format.layer_type(layer.compression)
+        );
     }
 }
 
