@@ -66,15 +66,7 @@ fn calls_of(standins: &Standins, tool: &str, sub: &str) -> Vec<Call> {
 fn zone_uuid(node: &Node, name: &str) -> String {
     let id = node.docker(&["inspect", "-f", "{{.Id}}", name]);
     assert!(id.ok, "{id:?}");
-    let hex = &id.stdout.trim()[..32];
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+    sdc_docker_zones::zone_id(id.stdout.trim()).expect("a Docker id")
 }
 
 async fn until(what: &str, node: &Node, mut done: impl FnMut() -> bool) {

@@ -68,12 +68,18 @@ pub enum SpecError {
 /// digits as a UUID, the way Triton's sdc-docker relates VM UUIDs to Docker
 /// ids (`0123…cdef…` → `01234567-89ab-cdef-…`).
 pub fn zone_id(docker_id: &str) -> Result<String, SpecError> {
-    let hex = docker_id.get(..32).unwrap_or_default();
-    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(SpecError::BadId(docker_id.to_string()));
+    uuid_of_hex(docker_id).ok_or_else(|| SpecError::BadId(docker_id.to_string()))
+}
+
+/// The first 32 hex digits of `hex` as a lowercase UUID; `None` when it does
+/// not start with 32 hex digits.
+pub fn uuid_of_hex(hex: &str) -> Option<String> {
+    let hex = hex.get(..32)?;
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
     }
     let hex = hex.to_ascii_lowercase();
-    Ok(format!(
+    Some(format!(
         "{}-{}-{}-{}-{}",
         &hex[..8],
         &hex[8..12],
@@ -145,7 +151,8 @@ pub fn zone_spec(
     let config_env = merge_env(&spec.env, config.env.as_deref().unwrap_or_default());
     let env = daemon_env(&hostname, spec.tty, &config_env);
 
-    let cwd = first_set(&spec.working_dir, config.working_dir.as_deref()).unwrap_or("/");
+    let workdir = first_set(&spec.working_dir, config.working_dir.as_deref()).unwrap_or_default();
+    let cwd = if workdir.is_empty() { "/" } else { workdir };
     if !cwd.starts_with('/') {
         return Err(SpecError::RelativeWorkingDir(cwd.to_string()));
     }
@@ -205,7 +212,6 @@ pub fn zone_spec(
         .map(|entry| extra_host(entry))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let workdir = first_set(&spec.working_dir, config.working_dir.as_deref()).unwrap_or_default();
     let docker = docker_config(container, image, &config, &config_env, workdir, &user);
     let package = package.map(|p| {
         let p = p.spec();
@@ -273,30 +279,12 @@ fn docker_config(
     user: &str,
 ) -> DockerConfig {
     let spec = container.spec();
-    // Docker: a container's entrypoint drops the image's Cmd; otherwise
-    // each comes from the container, else the image.
-    let (entrypoint, cmd) = match &spec.entrypoint {
-        Some(entrypoint) if !entrypoint.is_empty() => {
-            let entrypoint = if entrypoint.len() == 1 && entrypoint[0].is_empty() {
-                Vec::new()
-            } else {
-                entrypoint.clone()
-            };
-            (entrypoint, spec.cmd.clone())
-        }
-        given => {
-            let entrypoint = match given {
-                Some(_) => Vec::new(),
-                None => config.entrypoint.clone().unwrap_or_default(),
-            };
-            let cmd = if spec.cmd.is_empty() {
-                config.cmd.clone().unwrap_or_default()
-            } else {
-                spec.cmd.clone()
-            };
-            (entrypoint, cmd)
-        }
-    };
+    let (entrypoint, cmd) = merged_command(
+        spec.entrypoint.as_deref(),
+        &spec.cmd,
+        config.entrypoint.as_deref(),
+        config.cmd.as_deref(),
+    );
     let policy = &spec.restart_policy;
     let restart_policy = match policy.name {
         RestartPolicyName::No => "no".to_string(),
@@ -379,6 +367,24 @@ pub fn command(
     image_entrypoint: Option<&[String]>,
     image_cmd: Option<&[String]>,
 ) -> Result<Vec<String>, SpecError> {
+    let (mut entrypoint, cmd) = merged_command(entrypoint, cmd, image_entrypoint, image_cmd);
+    entrypoint.extend(cmd);
+    if entrypoint.is_empty() {
+        return Err(SpecError::NoCommand);
+    }
+    Ok(entrypoint)
+}
+
+/// Docker's `merge` of Entrypoint and Cmd with the image's, then the `[""]`
+/// reset: `(Config.Entrypoint, Config.Cmd)` as `docker inspect` shows them.
+/// A container's entrypoint drops the image's Cmd; otherwise each comes
+/// from the container, else the image.
+fn merged_command(
+    entrypoint: Option<&[String]>,
+    cmd: &[String],
+    image_entrypoint: Option<&[String]>,
+    image_cmd: Option<&[String]>,
+) -> (Vec<String>, Vec<String>) {
     let (mut entrypoint, mut cmd) = (entrypoint.map(<[String]>::to_vec), cmd.to_vec());
     if entrypoint.as_ref().is_none_or(Vec::is_empty) {
         if cmd.is_empty() {
@@ -392,11 +398,7 @@ pub fn command(
     if entrypoint.len() == 1 && entrypoint[0].is_empty() {
         entrypoint.clear();
     }
-    entrypoint.extend(cmd);
-    if entrypoint.is_empty() {
-        return Err(SpecError::NoCommand);
-    }
-    Ok(entrypoint)
+    (entrypoint, cmd)
 }
 
 fn env_key(entry: &str) -> &str {

@@ -24,6 +24,7 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
 use super::commands::{Commands, Tool};
+use crate::docker::uuid_of_hex;
 use crate::driver::ZoneError;
 
 /// One layer of a chain: its unpacked directory and its dataset's UUID.
@@ -62,31 +63,16 @@ pub fn chain(lower_dirs: &[PathBuf]) -> Result<Vec<ChainLayer>, ZoneError> {
                 hex::encode(Sha256::digest(format!("{chain_id} {diff_id}")))
             )
         };
+        let uuid = uuid_of_hex(chain_id.trim_start_matches("sha256:")).ok_or_else(|| {
+            ZoneError::InvalidSpec(format!("chain id {chain_id} is not a sha256 digest"))
+        })?;
         layers.push(ChainLayer {
             dir: dir.clone(),
             diff_id,
-            uuid: uuid_of(&chain_id),
+            uuid,
         });
     }
     Ok(layers)
-}
-
-/// A UUID from the first 32 hex digits of a `sha256:` digest.
-pub fn uuid_of(digest: &str) -> String {
-    let hex: String = digest
-        .trim_start_matches("sha256:")
-        .chars()
-        .chain(std::iter::repeat('0'))
-        .take(32)
-        .collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
 }
 
 /// Where the chain is installed and how.
@@ -380,7 +366,7 @@ mod tests {
         let layers = chain(&top_first).unwrap();
         assert_eq!(layers.len(), 2);
         assert_eq!(layers[0].diff_id, format!("sha256:{a}"));
-        assert_eq!(layers[0].uuid, uuid_of(&format!("sha256:{a}")));
+        assert_eq!(layers[0].uuid, uuid_of_hex(&a).unwrap());
         // The same top layer over another base is another dataset.
         let other = chain(&[
             PathBuf::from(format!("/l/{b}")),
