@@ -15,7 +15,7 @@
 //! A zone whose platform carries the policy itself (SmartOS: the zone's
 //! `docker:restartpolicy`, counted in `docker:restartcount`, reported as
 //! [`ZoneInfo::restart_count`](sdc_docker_zones::ZoneInfo)) is never
-//! restarted from here; its count is copied into the status.
+//! restarted from here; provisioning copies its count into the status.
 //!
 //! It acts only once provisioning has realised the user's last wish
 //! (`observedGeneration == generation`), so a `docker stop` is never undone.
@@ -67,14 +67,10 @@ async fn reconcile(
     else {
         return Ok(Action::AwaitChange);
     };
-    if let Some(platform_count) = zone.restart_count {
+    if zone.restart_count.is_some() {
         // The platform restarts this zone itself (SmartOS carries the
-        // policy in `docker:restartpolicy`): only its count is recorded.
-        write_status(ctx.api(), &key.name, |c| {
-            observe(&mut c.status, &zone);
-            c.status.restart_count = platform_count;
-        })
-        .await?;
+        // policy in `docker:restartpolicy`); provisioning records its count
+        // with the rest of what it observes.
         return Ok(Action::AwaitChange);
     }
     if zone.state != ZoneState::Stopped {
